@@ -1,0 +1,1 @@
+"""bark-kedro evaluation."""
