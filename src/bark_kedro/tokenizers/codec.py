@@ -1,0 +1,285 @@
+"""Codec tokens: EnCodec 24 kHz at 6 kbps (8 codebooks x 1024, 75 Hz), via the ``encodec`` package.
+
+Weights come from torch hub's cache (``pretrained``, never downloaded), a state-dict file
+(``local``) or are ``random``: a randomly initialised model whose codebooks are initialised by
+EnCodec's own k-means on training audio. Random weights are a stand-in for offline runs only;
+``weights_source`` says which one a tokenizer uses so that callers can flag it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import torch
+from encodec import EncodecModel
+from encodec.quantization import core_vq
+from tqdm.auto import tqdm
+
+from bark_kedro.tokenizers._checks import check_sample_rate, mono_float32
+from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE, codec_frame_count
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "encodec_24khz-d7cc33bc.th"
+CHECKPOINT_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{CHECKPOINT_NAME}"
+BANDWIDTH = 6.0
+CODEBOOK_SIZE = 1024
+WEIGHT_SOURCES = ("pretrained", "local", "random")
+
+
+def expected_codec_checkpoint() -> Path:
+    """Where ``EncodecModel.encodec_model_24khz(pretrained=True)`` caches its weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / CHECKPOINT_NAME
+
+
+def _default_batch_seconds(device: str) -> float:
+    return 8.0 if torch.device(device).type == "cpu" else 320.0
+
+
+def _new_model() -> EncodecModel:
+    with warnings.catch_warnings():  # encodec uses the deprecated torch weight_norm
+        warnings.simplefilter("ignore", FutureWarning)
+        return EncodecModel.encodec_model_24khz(pretrained=False)
+
+
+def _kmeans_bounded(samples: torch.Tensor, num_clusters: int, num_iters: int = 10,
+                    chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """EnCodec's ``core_vq.kmeans`` (same init, updates and return values), with distances
+    computed ``chunk`` rows at a time instead of one (n, clusters, dim) tensor."""
+    means = core_vq.sample_vectors(samples, num_clusters)
+    bins = torch.zeros(num_clusters, dtype=torch.long, device=samples.device)
+    for _ in range(num_iters):
+        m_sq = means.pow(2).sum(1)
+        buckets = torch.cat([(m_sq[None] - 2 * part @ means.T).argmin(1)
+                             for part in samples.split(chunk)])
+        bins = torch.bincount(buckets, minlength=num_clusters)
+        sums = torch.zeros_like(means).index_add_(0, buckets, samples)
+        new_means = sums / bins.clamp(min=1)[:, None].to(samples.dtype)
+        means = torch.where((bins == 0)[:, None], means, new_means)
+    return means, bins
+
+
+Piece = tuple[int, int, np.ndarray]
+
+
+def _pieces(audios: Sequence[np.ndarray], chunk_samples: int) -> list[Piece]:
+    """(clip index, chunk index, samples zero-padded to whole frames) for every chunk."""
+    if isinstance(audios, np.ndarray) and audios.ndim == 1:
+        raise TypeError("audios must be a sequence of clips, not a single 1-D array")
+    pieces = []
+    for i, audio in enumerate(audios):
+        x = mono_float32(audio, f"audio[{i}]")
+        for j, start in enumerate(range(0, len(x), chunk_samples)):
+            part = x[start:start + chunk_samples]
+            padded = codec_frame_count(len(part)) * CODEC_HOP
+            pieces.append((i, j, np.pad(part, (0, padded - len(part)))))
+    return pieces
+
+
+def _batches(pieces: list[Piece], batch_size: int, max_batch_samples: int):
+    """Indices of pieces, longest first, grouped under both batch limits."""
+    order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
+    batch: list[int] = []
+    for k in order:
+        longest = len(pieces[batch[0]][2]) if batch else 0
+        if batch and (len(batch) >= batch_size or longest * (len(batch) + 1) > max_batch_samples):
+            yield batch
+            batch = []
+        batch.append(k)
+    if batch:
+        yield batch
+
+
+def _run(pieces: list[Piece], step, device: str, batch_size: int, max_batch_samples: int,
+         progress: bool = False) -> dict[int, torch.Tensor]:
+    """``step`` (batch, 1, samples) -> (batch, ..., frames) on padded batches; results trimmed
+    to each piece's frames, keyed by piece index."""
+    out = {}
+    total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
+    with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
+              desc="EnCodec") as bar, torch.inference_mode():
+        for batch in _batches(pieces, batch_size, max_batch_samples):
+            x = np.zeros((len(batch), 1, len(pieces[batch[0]][2])), np.float32)
+            for row, k in enumerate(batch):
+                x[row, 0, : len(pieces[k][2])] = pieces[k][2]
+            result = step(torch.from_numpy(x).to(device))
+            for row, k in enumerate(batch):
+                out[k] = result[row, ..., : len(pieces[k][2]) // CODEC_HOP].cpu()
+            bar.update(round(sum(len(pieces[k][2]) for k in batch) / CODEC_SAMPLE_RATE, 2))
+    return out
+
+
+class CodecTokenizer:
+    """24 kHz mono float32 audio <-> int16 codes (n_codebooks, frames), frames = ceil(n / 320).
+
+    Clips are cut into chunks of at most ``max_chunk_seconds`` (encoded independently), sorted
+    by length and encoded ``batch_size`` at a time (at most ``max_batch_seconds`` of padded audio
+    per batch), zero-padded to whole frames and trimmed back to each clip's frame count.
+    ``max_batch_seconds=None`` picks 8 s on CPU, where EnCodec's convolutions are bound by
+    memory traffic and bigger batches run slower than single clips, and 320 s elsewhere.
+    """
+
+    def __init__(self, model: EncodecModel, weights_source: str, bandwidth: float = BANDWIDTH,
+                 device: str = "cpu", batch_size: int = 16, max_batch_seconds: float | None = None,
+                 max_chunk_seconds: float = 30.0):
+        if weights_source not in WEIGHT_SOURCES:
+            raise ValueError(f"weights_source must be one of {WEIGHT_SOURCES}, got {weights_source!r}")
+        self.options = {"bandwidth": bandwidth, "device": device, "batch_size": batch_size,
+                        "max_batch_seconds": max_batch_seconds,
+                        "max_chunk_seconds": max_chunk_seconds}
+        if max_batch_seconds is None:
+            max_batch_seconds = _default_batch_seconds(device)
+        if batch_size < 1 or max_batch_seconds <= 0 or max_chunk_seconds <= 0:
+            raise ValueError("batch_size, max_batch_seconds and max_chunk_seconds must be > 0")
+        model.set_target_bandwidth(bandwidth)
+        self.model = model.eval().to(device)
+        self.weights_source = weights_source
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.max_batch_samples = int(max_batch_seconds * CODEC_SAMPLE_RATE)
+        self.chunk_samples = max(1, round(max_chunk_seconds * CODEC_SAMPLE_RATE / CODEC_HOP)) * CODEC_HOP
+        self.n_codebooks = model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, bandwidth)
+        layers = model.quantizer.vq.layers[: self.n_codebooks]
+        if not all(bool(layer._codebook.inited) for layer in layers):
+            raise ValueError("the EnCodec codebooks are not initialised (they would map all audio to "
+                             "code 0): use CodecTokenizer.random(init_audio=...) or real weights")
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def pretrained(cls, **options) -> CodecTokenizer:
+        """The official weights, only if they already sit in torch hub's cache."""
+        path = expected_codec_checkpoint()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"pretrained EnCodec weights are not in torch hub's cache ({path}). Download "
+                f"{CHECKPOINT_URL} on a connected machine and put it there, or pass a local "
+                f"checkpoint path instead.")
+        model = _new_model()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.name = "encodec_24khz"
+        return cls(model, "pretrained", **options)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options) -> CodecTokenizer:
+        """Weights from a state-dict file (the official ``.th`` format, or one :meth:`save` wrote;
+        the latter keeps its ``weights_source``, so a saved random codec stays ``random``)."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"EnCodec checkpoint {str(path)!r} does not exist")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        source = "local"
+        if isinstance(state, dict) and "state_dict" in state:
+            source = state.get("weights_source", "local")
+            state = state["state_dict"]
+        model = _new_model()
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{str(path)!r} is not an EnCodec 24 kHz state dict: {err}") from err
+        return cls(model, source if source in WEIGHT_SOURCES else "local", **options)
+
+    @classmethod
+    def random(cls, init_audio: Sequence[np.ndarray], seed: int = 0, kmeans_iters: int = 50,
+               max_init_frames: int = 8192, **options) -> CodecTokenizer:
+        """Random EnCodec weights; codebooks initialised by EnCodec's k-means on ``init_audio``.
+
+        The encoder's frames of ``init_audio`` (at most ``max_init_frames``, a seeded random
+        subset) run once through the residual quantizer in eval mode: each codebook's
+        ``init_embed_`` clusters its residuals (``kmeans_iters`` iterations), the library's own
+        initialisation. Use well over 1024 frames (~14 s): with fewer, the first codebook
+        memorises the frames and the residuals left for the next ones are zero.
+        """
+        if init_audio is None or len(init_audio) == 0:
+            raise ValueError("weights='random' needs init_audio (training clips at 24 kHz) to "
+                             "initialise the codebooks")
+        device = torch.device(options.get("device", "cpu"))
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # sample_vectors draws on the model's device
+            torch.manual_seed(seed)
+            model = _new_model().eval().to(device)
+            model.set_target_bandwidth(options.get("bandwidth", BANDWIDTH))
+            pieces = _pieces(init_audio, 30 * CODEC_SAMPLE_RATE)
+            batch_samples = int(_default_batch_seconds(device) * CODEC_SAMPLE_RATE)
+            out = _run(pieces, model.encoder, device, 16, batch_samples)
+            frames = torch.cat([out[k].T for k in range(len(pieces))]).to(device)  # (n, dim)
+            if len(frames) > max_init_frames:
+                frames = frames[torch.randperm(len(frames))[:max_init_frames].to(device)]
+            if len(frames) < 2 * CODEBOOK_SIZE:
+                logger.warning("initialising %d-entry EnCodec codebooks from only %d frames; the "
+                               "later codebooks will be nearly constant", CODEBOOK_SIZE, len(frames))
+            n_q = model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, model.bandwidth)
+            for layer in model.quantizer.vq.layers:
+                layer._codebook.kmeans_iters = int(kmeans_iters)
+            with torch.no_grad(), mock.patch.object(core_vq, "kmeans", _kmeans_bounded):
+                model.quantizer.vq(frames.T[None], n_q=n_q)  # runs init_embed_ layer by layer
+        logger.warning("EnCodec uses RANDOM weights (codebooks k-means-initialised on %d frames): "
+                       "codec tokens and decoded audio are not those of the real codec", len(frames))
+        return cls(model, "random", **options)
+
+    def with_options(self, **options) -> CodecTokenizer:
+        """A tokenizer sharing this one's model, with some constructor options changed."""
+        return CodecTokenizer(self.model, self.weights_source, **{**self.options, **options})
+
+    def save(self, path: str | Path) -> None:
+        """Write ``{"weights_source", "state_dict"}`` with ``torch.save`` (see from_checkpoint)."""
+        torch.save({"weights_source": self.weights_source,
+                    "state_dict": self.model.state_dict()}, path)
+
+    # ---- encoding -----------------------------------------------------------------------------
+    def encode_batch(self, audios: Sequence[np.ndarray], sample_rate: int = CODEC_SAMPLE_RATE,
+                     progress: bool = False) -> list[np.ndarray]:
+        """int16 codes (n_codebooks, codec_frame_count(len(audio))) for every 24 kHz clip."""
+        check_sample_rate(sample_rate, CODEC_SAMPLE_RATE)
+        pieces = _pieces(audios, self.chunk_samples)
+        model = self.model
+
+        def step(x):
+            codes = model.quantizer.encode(model.encoder(x), model.frame_rate, model.bandwidth)
+            return codes.transpose(0, 1)  # (batch, n_q, frames)
+
+        out = _run(pieces, step, self.device, self.batch_size, self.max_batch_samples, progress)
+        codes: list[list[torch.Tensor]] = [[] for _ in audios]
+        for k, (i, _, _) in enumerate(pieces):
+            codes[i].append(out[k])
+        return [torch.cat(c, dim=-1).numpy().astype(np.int16) for c in codes]
+
+    def encode(self, audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE) -> np.ndarray:
+        """int16 codes (n_codebooks, frames) of one 24 kHz clip."""
+        return self.encode_batch([audio], sample_rate)[0]
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """24 kHz float32 audio (frames * 320,) of codes (n_q, frames); a batch (b, n_q, frames)
+        gives (b, frames * 320)."""
+        arr = np.asarray(codes)
+        single = arr.ndim == 2
+        arr = arr[None] if single else arr
+        n_layers = len(self.model.quantizer.vq.layers)
+        if arr.ndim != 3 or not 1 <= arr.shape[1] <= n_layers or arr.shape[2] == 0:
+            raise ValueError(f"codes must have shape (n_q, frames) or (batch, n_q, frames) with "
+                             f"1 <= n_q <= {n_layers}, got {np.asarray(codes).shape}")
+        if arr.min() < 0 or arr.max() >= CODEBOOK_SIZE:
+            raise ValueError(f"codes must lie in [0, {CODEBOOK_SIZE}), got [{arr.min()}, {arr.max()}]")
+        with torch.inference_mode():
+            q = torch.from_numpy(arr.astype(np.int64)).to(self.device).transpose(0, 1)
+            audio = self.model.decoder(self.model.quantizer.decode(q))[:, 0].float().cpu().numpy()
+        return audio[0] if single else audio
+
+
+def load_codec(weights: str = "random", checkpoint: str | Path | None = None,
+               init_audio: Sequence[np.ndarray] | None = None, **options) -> CodecTokenizer:
+    """``weights``: 'pretrained' (torch hub cache), 'local' (``checkpoint``) or 'random'
+    (needs ``init_audio``; options ``seed``, ``kmeans_iters``, ``max_init_frames``); the other
+    options (``device``, ``batch_size``, ...) go to :class:`CodecTokenizer`."""
+    if weights == "pretrained":
+        return CodecTokenizer.pretrained(**options)
+    if weights == "local":
+        if checkpoint is None:
+            raise ValueError("weights='local' needs a checkpoint path")
+        return CodecTokenizer.from_checkpoint(checkpoint, **options)
+    if weights == "random":
+        return CodecTokenizer.random(init_audio, **options)
+    raise ValueError(f"weights must be one of {WEIGHT_SOURCES}, got {weights!r}")

@@ -1,0 +1,179 @@
+"""Length-bucketed batches of fixed shapes for jit-compiled training (numpy only).
+
+Examples are sorted into a few padded lengths (``bucket_lengths``), each bucket gets a
+batch size from a token budget, so a training step compiles once per bucket. Epochs are
+shuffled deterministically from ``(seed, epoch)`` and iteration resumes from a
+:class:`DataPosition`. A batch is a dict of numpy arrays with a leading batch dimension:
+``inputs``, ``targets``, ``loss_mask`` and, when the examples have one, ``codebook``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bark_kedro.training.layouts import Example
+
+Batch = dict[str, np.ndarray]
+
+
+def bucket_lengths(max_length: int, multiple: int = 64, min_length: int | None = None) -> list[int]:
+    """Padded lengths ``multiple, 2*multiple, ...`` up to ``max_length`` (always included)."""
+    if max_length < 1 or multiple < 1:
+        raise ValueError(f"max_length and multiple must be >= 1, got {max_length}, {multiple}")
+    start = multiple if min_length is None else -(-min_length // multiple) * multiple
+    return sorted({*range(start, max_length, multiple), max_length})
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    """Where iteration stands: ``index`` batches of epoch ``epoch`` have been consumed."""
+
+    epoch: int = 0
+    index: int = 0
+
+
+class BucketBatcher:
+    """Plans fixed-shape batches over examples of known lengths (and groups).
+
+    ``lengths[i]``: model positions of example ``i``; ``groups[i]``: examples of different
+    groups never share a batch (e.g. the fine model's predicted codebook). A bucket of
+    padded length ``L`` gets ``tokens_per_batch // L`` rows, rounded down to a multiple of
+    ``batch_multiple`` (the data-parallel width; at least one multiple) and capped by
+    ``max_batch_size``. A bucket's last, short batch is filled with empty rows (loss mask
+    off) so every batch of a bucket has one shape, or dropped with ``drop_remainder``.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        *,
+        buckets: Sequence[int],
+        tokens_per_batch: int,
+        groups: Sequence[int] | None = None,
+        seed: int = 0,
+        batch_multiple: int = 1,
+        max_batch_size: int | None = None,
+        drop_remainder: bool = False,
+    ):
+        self.lengths = np.asarray(lengths, np.int64)
+        self.buckets = np.asarray(sorted(set(int(b) for b in buckets)), np.int64)
+        if self.lengths.ndim != 1 or len(self.lengths) == 0:
+            raise ValueError("lengths must be a non-empty 1-D sequence")
+        if len(self.buckets) == 0 or self.buckets[0] < 1:
+            raise ValueError(f"buckets must be positive lengths, got {list(buckets)}")
+        if self.lengths.min() < 1 or self.lengths.max() > self.buckets[-1]:
+            raise ValueError(f"lengths must lie in [1, {self.buckets[-1]}] (largest bucket), got "
+                             f"[{self.lengths.min()}, {self.lengths.max()}]")
+        if batch_multiple < 1 or tokens_per_batch < 1:
+            raise ValueError("batch_multiple and tokens_per_batch must be >= 1")
+        self.groups = np.zeros(len(self.lengths), np.int64) if groups is None else np.asarray(
+            groups, np.int64)
+        if self.groups.shape != self.lengths.shape:
+            raise ValueError(f"groups must match lengths, got {self.groups.shape} and "
+                             f"{self.lengths.shape}")
+        self.tokens_per_batch, self.batch_multiple = tokens_per_batch, batch_multiple
+        self.max_batch_size, self.seed, self.drop_remainder = max_batch_size, seed, drop_remainder
+        self.bucket_of = self.buckets[np.searchsorted(self.buckets, self.lengths)]
+
+    def batch_size(self, bucket: int) -> int:
+        """Rows of a batch of padded length ``bucket``."""
+        rows = self.tokens_per_batch // bucket
+        if self.max_batch_size is not None:
+            rows = min(rows, self.max_batch_size)
+        return max(self.batch_multiple, rows // self.batch_multiple * self.batch_multiple)
+
+    def plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+        """The batches of ``epoch``, in order: ``(padded length, example indices)``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = []
+        for key in sorted(set(zip(self.bucket_of.tolist(), self.groups.tolist(), strict=True))):
+            bucket = key[0]
+            members = np.flatnonzero((self.bucket_of == bucket) & (self.groups == key[1]))
+            members = rng.permutation(members)
+            size = self.batch_size(bucket)
+            for i in range(0, len(members), size):
+                chunk = members[i:i + size]
+                if len(chunk) == size or not self.drop_remainder:
+                    batches.append((bucket, chunk))
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def padding_fraction(self, epoch: int = 0) -> float:
+        """Fraction of the epoch's batch positions (rows x padded length) that are padding."""
+        plan = self.plan(epoch)
+        total = sum(self.batch_size(b) * b for b, _ in plan)
+        real = sum(int(self.lengths[idx].sum()) for _, idx in plan)
+        return 1.0 - real / total if total else 0.0
+
+    def iterate(
+        self, examples: Sequence[Example], start: DataPosition | None = None
+    ) -> Iterator[tuple[DataPosition, Batch]]:
+        """Batches from ``start`` on, forever; each with the position *after* it (save that
+        to resume)."""
+        if len(examples) != len(self.lengths):
+            raise ValueError(f"got {len(examples)} examples for {len(self.lengths)} lengths")
+        start = start or DataPosition()
+        epoch, index = start.epoch, start.index
+        while True:
+            plan = self.plan(epoch)
+            if index > len(plan):
+                raise ValueError(f"{start} is past the {len(plan)} batches of epoch {epoch}")
+            for i in range(index, len(plan)):
+                bucket, idx = plan[i]
+                batch = collate([examples[j] for j in idx], bucket, self.batch_size(bucket))
+                yield DataPosition(epoch, i + 1), batch
+            epoch, index = epoch + 1, 0
+
+
+def collate(examples: Sequence[Example], length: int, batch_size: int | None = None) -> Batch:
+    """Stack examples padded to ``length`` model positions; empty rows up to ``batch_size``.
+
+    Inputs are padded with each example's ``pad_id`` (the semantic inputs stay
+    ``context_len`` longer than the targets), targets with 0, the loss mask with False.
+    """
+    if not examples:
+        raise ValueError("collate needs at least one example")
+    rows = len(examples) if batch_size is None else batch_size
+    if rows < len(examples):
+        raise ValueError(f"batch_size {rows} is smaller than the {len(examples)} examples")
+    first = examples[0]
+    extra = first.inputs.shape[0] - first.length
+    inputs = np.full((rows, length + extra, *first.inputs.shape[1:]), first.pad_id,
+                     first.inputs.dtype)
+    targets = np.zeros((rows, length), first.targets.dtype)
+    mask = np.zeros((rows, length), bool)
+    codebook = None
+    if first.codebook is not None:
+        shape = (rows,) if first.codebook.ndim == 0 else (rows, length)
+        codebook = np.full(shape, first.group if first.codebook.ndim == 0 else 0, np.int32)
+    for r, ex in enumerate(examples):
+        n = ex.length
+        if n > length or ex.inputs.shape[0] - n != extra:
+            raise ValueError(f"example {r} ({n} positions, inputs {ex.inputs.shape}) does not "
+                             f"fit length {length} with {extra} extra input positions")
+        inputs[r, :n + extra] = ex.inputs
+        targets[r, :n] = ex.targets
+        mask[r, :n] = ex.loss_mask
+        if codebook is not None and codebook.ndim == 1:
+            if ex.group != first.group:
+                raise ValueError(f"example {r} predicts codebook {ex.group}, example 0 {first.group}")
+            codebook[r] = ex.codebook
+        elif codebook is not None:
+            codebook[r, :n] = ex.codebook
+    batch = {"inputs": inputs, "targets": targets, "loss_mask": mask}
+    if codebook is not None:
+        batch["codebook"] = codebook
+    return batch
+
+
+def naive_padding_fraction(lengths: Sequence[int], max_length: int, batch_size: int = 1) -> float:
+    """Padding fraction of padding every example to ``max_length`` in batches of
+    ``batch_size`` (the last one filled with empty rows), to compare with bucketing."""
+    lengths = np.asarray(lengths, np.int64)
+    if len(lengths) == 0 or lengths.max() > max_length:
+        raise ValueError(f"lengths must be non-empty and <= max_length {max_length}")
+    rows = -(-len(lengths) // batch_size) * batch_size
+    return 1.0 - float(lengths.sum()) / (rows * max_length)
