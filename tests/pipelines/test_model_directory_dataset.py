@@ -1,0 +1,46 @@
+"""The model directory dataset: versioned saves, loads, metadata and a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+from kedro.io import DatasetError, Version
+
+from bark_kedro.datasets.model_directory import ModelDirectoryDataset
+from bark_kedro.models import build_model, coarse_config, load_metadata
+from tests.models.reference_models import VOCAB
+
+
+def _params(model) -> list[np.ndarray]:
+    return [np.asarray(x) for x in nnx.state(model, nnx.Param).flat_state().leaves]
+
+
+def test_versions_are_kept_and_latest_loads(tmp_path: Path) -> None:
+    config = coarse_config("test", VOCAB)
+    first, second = build_model(config, seed=0), build_model(config, seed=1)
+    root = tmp_path / "coarse_model"
+    ModelDirectoryDataset(str(root), Version(None, "2026-01-01T00.00.00.000Z")).save(first)
+    ModelDirectoryDataset(str(root), Version(None, "2026-01-02T00.00.00.000Z")).save(
+        (second, {"step": 7})
+    )
+    assert sorted(p.name for p in root.iterdir()) == [
+        "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z"]
+
+    latest = ModelDirectoryDataset(str(root), Version(None, None)).load()
+    for a, b in zip(_params(latest), _params(second), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert latest.config == config
+    pinned = ModelDirectoryDataset(str(root), Version("2026-01-01T00.00.00.000Z", None)).load()
+    for a, b in zip(_params(pinned), _params(first), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert load_metadata(root / "2026-01-02T00.00.00.000Z" / "coarse_model") == {"step": 7}
+
+
+def test_missing_model_says_which_pipeline_writes_it(tmp_path: Path) -> None:
+    dataset = ModelDirectoryDataset(str(tmp_path / "fine_model"))
+    assert not dataset.exists()
+    with pytest.raises(DatasetError, match="fine_model"):
+        dataset.load()
