@@ -60,6 +60,9 @@ class MelCepstrumConfig:
             raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
 
 
+DEFAULT_MEL_CEPSTRUM = MelCepstrumConfig()
+
+
 @lru_cache(maxsize=8)
 def _mel_transform(config: MelCepstrumConfig, sample_rate: int) -> torchaudio.transforms.MelSpectrogram:
     return torchaudio.transforms.MelSpectrogram(
@@ -68,7 +71,7 @@ def _mel_transform(config: MelCepstrumConfig, sample_rate: int) -> torchaudio.tr
 
 
 def log_mel_amplitude(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
-                      config: MelCepstrumConfig = MelCepstrumConfig(), name: str = "audio"
+                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM, name: str = "audio"
                       ) -> np.ndarray:
     """``(frames, n_mels)`` natural log of the mel amplitude of mono float ``audio``.
 
@@ -85,7 +88,7 @@ def log_mel_amplitude(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
 
 
 def mel_cepstrum(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
-                 config: MelCepstrumConfig = MelCepstrumConfig(), name: str = "audio"
+                 config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM, name: str = "audio"
                  ) -> np.ndarray:
     """``(frames, n_coeffs)`` mel-cepstral coefficients c1..c_n of 24 kHz ``audio`` (c0 dropped)."""
     check_sample_rate(sample_rate, CODEC_SAMPLE_RATE, name)
@@ -153,7 +156,7 @@ def codec_token_accuracy(synth_codes: np.ndarray, ref_codes: np.ndarray,
 
 def compare_utterance(synth_audio: np.ndarray, ref_audio: np.ndarray, synth_codes: np.ndarray,
                       ref_codes: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
-                      config: MelCepstrumConfig = MelCepstrumConfig()) -> dict[str, float]:
+                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> dict[str, float]:
     """All metrics of one utterance: ``mcd_db``, ``duration_ratio``, the two durations in seconds
     and the codec-token accuracies, the latter at the frames the mel-cepstral DTW aligns.
 

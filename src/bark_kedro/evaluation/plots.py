@@ -1,0 +1,75 @@
+"""Side-by-side log-mel spectrograms of a reference and a synthesized utterance."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import textwrap
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bark_kedro.evaluation.audio_metrics import (
+    DEFAULT_MEL_CEPSTRUM,
+    MelCepstrumConfig,
+    log_mel_amplitude,
+)
+from bark_kedro.tokenizers.frames import CODEC_SAMPLE_RATE
+
+DYNAMIC_RANGE_DB = 80.0  # the colour scale spans this far below the louder spectrogram's peak
+_DB_PER_LOG_AMPLITUDE = 20.0 / math.log(10.0)
+
+
+def log_mel_db(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
+               config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM, name: str = "audio") -> np.ndarray:
+    """``(frames, n_mels)`` mel spectrogram in dB (the analysis of the MCD metric)."""
+    return _DB_PER_LOG_AMPLITUDE * log_mel_amplitude(audio, sample_rate, config, name)
+
+
+def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.ndarray,
+                      utterance_id: str, text: str, sample_rate: int = CODEC_SAMPLE_RATE,
+                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Path:
+    """Write a PNG with the reference (left) and synthesized (right) log-mel spectrograms.
+
+    Both panels share one colour scale (``DYNAMIC_RANGE_DB`` below the louder peak) and the
+    title names the utterance and its text. The file is written under a temporary name and
+    renamed, so ``path`` is never half-written. Returns ``path``.
+    """
+    if int(sample_rate) <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    path = Path(path)
+    spectra = {"reference": log_mel_db(ref_audio, sample_rate, config, "ref_audio"),
+               "synthesized": log_mel_db(synth_audio, sample_rate, config, "synth_audio")}
+    vmax = max(float(s.max()) for s in spectra.values())
+    vmin = max(vmax - DYNAMIC_RANGE_DB, min(float(s.min()) for s in spectra.values()))
+    longest = max(len(s) for s in spectra.values()) * config.hop_length / sample_rate
+
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, (label, spectrum) in zip(axes, spectra.items(), strict=True):
+        seconds = len(spectrum) * config.hop_length / sample_rate
+        image = ax.imshow(spectrum.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin,
+                          vmax=vmax, extent=(0.0, seconds, 0, config.n_mels),
+                          interpolation="nearest")
+        ax.set_xlim(0.0, longest)
+        ax.set_title(f"{label} ({seconds:.2f} s)")
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("mel bin")
+    fig.colorbar(image, ax=axes, label="dB")
+    title = textwrap.shorten(f"{utterance_id}: {text}", width=160, placeholder=" ...")
+    fig.suptitle("\n".join(textwrap.wrap(title, width=100)))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        fig.savefig(tmp_name, format="png", dpi=100)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
