@@ -29,18 +29,16 @@ def log_mel_db(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
     return _DB_PER_LOG_AMPLITUDE * log_mel_amplitude(audio, sample_rate, config, name)
 
 
-def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.ndarray,
-                      utterance_id: str, text: str, sample_rate: int = CODEC_SAMPLE_RATE,
-                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Path:
-    """Write a PNG with the reference (left) and synthesized (right) log-mel spectrograms.
+def spectrogram_figure(ref_audio: np.ndarray, synth_audio: np.ndarray, utterance_id: str,
+                       text: str, sample_rate: int = CODEC_SAMPLE_RATE,
+                       config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Figure:
+    """The reference (left) and synthesized (right) log-mel spectrograms as an Agg figure.
 
-    Both panels share one colour scale (``DYNAMIC_RANGE_DB`` below the louder peak) and the
-    title names the utterance and its text. The file is written under a temporary name and
-    renamed, so ``path`` is never half-written. Returns ``path``.
+    Both panels share one colour scale, from the louder peak down ``DYNAMIC_RANGE_DB`` (or to
+    the quietest value if that is higher), and the title names the utterance and its text.
     """
     if int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    path = Path(path)
     spectra = {"reference": log_mel_db(ref_audio, sample_rate, config, "ref_audio"),
                "synthesized": log_mel_db(synth_audio, sample_rate, config, "synth_audio")}
     vmax = max(float(s.max()) for s in spectra.values())
@@ -62,12 +60,24 @@ def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.n
     fig.colorbar(image, ax=axes, label="dB")
     title = textwrap.shorten(f"{utterance_id}: {text}", width=160, placeholder=" ...")
     fig.suptitle("\n".join(textwrap.wrap(title, width=100)))
+    return fig
 
+
+def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.ndarray,
+                      utterance_id: str, text: str, sample_rate: int = CODEC_SAMPLE_RATE,
+                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Path:
+    """Write :func:`spectrogram_figure` as a PNG at ``path`` and return ``path``.
+
+    The file is written under a temporary name and renamed, so ``path`` is never half-written.
+    """
+    path = Path(path)
+    fig = spectrogram_figure(ref_audio, synth_audio, utterance_id, text, sample_rate, config)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         fig.savefig(tmp_name, format="png", dpi=100)
+        os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
