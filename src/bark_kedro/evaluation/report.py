@@ -1,0 +1,263 @@
+"""The evaluation report: a folder with ``report.json``, ``index.html``, WAVs and spectrograms.
+
+Layout (all links in the HTML are relative, so the folder opens from disk and can be logged
+as one MLflow artifact directory)::
+
+    <report_dir>/index.html
+    <report_dir>/report.json
+    <report_dir>/audio/<utterance>.reference.wav, <utterance>.synthesized.wav
+    <report_dir>/plots/<utterance>.png
+
+The folder is built under a temporary name beside ``report_dir`` and renamed into place, so a
+crash never leaves a half-written report (an older report there stays until the new one is
+complete).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from bark_kedro.audio.ingest import safe_file_stem
+from bark_kedro.audio.io import write_audio_atomic
+from bark_kedro.evaluation.audio_metrics import summarize
+from bark_kedro.evaluation.plots import plot_spectrograms
+from bark_kedro.tokenizers._checks import mono_float32
+from bark_kedro.tokenizers.frames import CODEC_SAMPLE_RATE
+
+_PER_CODEBOOK = re.compile(r"_cb\d+$")
+
+
+@dataclass(frozen=True)
+class UtteranceEvaluation:
+    """One held-out utterance: its text, the two waveforms (None if missing) and its metrics."""
+
+    utterance_id: str
+    text: str
+    ref_audio: np.ndarray | None
+    synth_audio: np.ndarray | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluation],
+                 sample_rate: int = CODEC_SAMPLE_RATE,
+                 stage_metrics: Mapping[str, Any] | None = None,
+                 run_facts: Mapping[str, Any] | None = None,
+                 title: str = "bark-kedro evaluation") -> Path:
+    """Write the report folder (see the module docstring) and return its path.
+
+    ``stage_metrics`` holds the teacher-forced held-out metrics per stage, e.g.
+    ``{"semantic": {"loss": 2.1, "accuracy": 0.4}}``; ``run_facts`` anything that identifies the
+    run (MLflow run id, model and dataset versions, codec weights, device). WAVs are 16-bit PCM
+    (every browser plays it), clipped to [-1, 1].
+    """
+    if not utterances:
+        raise ValueError("utterances is empty: nothing to report")
+    ids = [u.utterance_id for u in utterances]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"utterances has duplicate utterance_id values: {duplicates}")
+    for u in utterances:  # check every input before writing anything
+        for role, audio in (("ref_audio", u.ref_audio), ("synth_audio", u.synth_audio)):
+            if audio is not None:
+                mono_float32(audio, f"{role} of utterance {u.utterance_id!r}")
+    report_dir = Path(report_dir)
+    report_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=report_dir.parent, prefix=f".{report_dir.name}.",
+                                suffix=".tmp"))
+    try:
+        os.chmod(tmp, 0o755)
+        entries = [_write_utterance_files(tmp, u, sample_rate) for u in utterances]
+        report = {
+            "title": title,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sample_rate": int(sample_rate),
+            "run": dict(run_facts or {}),
+            "summary": summarize([u.metrics for u in utterances]),
+            "stage_metrics": dict(stage_metrics or {}),
+            "utterances": entries,
+        }
+        report = _json_safe(report)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n",
+                                         encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(report), encoding="utf-8")
+        for written in tmp.rglob("*"):  # temp files are private (0600); a report is for reading
+            os.chmod(written, 0o755 if written.is_dir() else 0o644)
+        _replace_dir(tmp, report_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report_dir
+
+
+def _write_utterance_files(root: Path, utterance: UtteranceEvaluation,
+                           sample_rate: int) -> dict[str, Any]:
+    stem = safe_file_stem(utterance.utterance_id)
+    files: dict[str, str] = {}
+    for role, audio in (("reference", utterance.ref_audio),
+                        ("synthesized", utterance.synth_audio)):
+        if audio is not None:
+            relative = f"audio/{stem}.{role}.wav"
+            write_audio_atomic(root / relative, np.clip(mono_float32(audio), -1.0, 1.0),
+                               sample_rate, subtype="PCM_16")
+            files[f"{role}_wav"] = relative
+    if utterance.ref_audio is not None and utterance.synth_audio is not None:
+        relative = f"plots/{stem}.png"
+        plot_spectrograms(root / relative, utterance.ref_audio, utterance.synth_audio,
+                          utterance.utterance_id, utterance.text, sample_rate)
+        files["spectrogram"] = relative
+    return {"utterance_id": utterance.utterance_id, "anchor": f"utt-{stem}",
+            "text": utterance.text, "metrics": dict(utterance.metrics), "files": files}
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` to ``target``, replacing an existing folder there."""
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"report_dir {str(target)!r} exists and is not a folder")
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+    os.rename(target, old / target.name)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON types: numpy scalars to Python, NaN/inf to None, paths and others to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_safe(value.tolist())
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+# -- HTML ------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; max-width: 80em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+section { border-top: 1px solid #ddd; padding-top: 0.5em; margin-top: 1.5em; }
+.players { display: flex; gap: 2em; flex-wrap: wrap; }
+figure { margin: 0.5em 0; }
+img { max-width: 100%; }
+"""
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The self-contained HTML page of a report dict (as written to ``report.json``)."""
+    utterances = report["utterances"]
+    columns = list(dict.fromkeys(
+        k for u in utterances for k in u["metrics"] if not _PER_CODEBOOK.search(k)))
+    rows = [[_cell(f'<a href="#{escape(u["anchor"])}">{escape(u["utterance_id"])}</a>')]
+            + [_number_cell(u["metrics"].get(c)) for c in columns] for u in utterances]
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        f"<title>{escape(report['title'])}</title>", f"<style>{_STYLE}</style>", "</head>",
+        "<body>", f"<h1>{escape(report['title'])}</h1>",
+        f"<p>Created {escape(report['created_utc'])}; audio at {report['sample_rate']} Hz.</p>",
+        "<h2>Run</h2>", _key_value_table(_flatten(report["run"])),
+        "<h2>Summary over utterances</h2>", _summary_table(report["summary"]),
+        "<h2>Held-out teacher-forced metrics per stage</h2>",
+        _key_value_table(_flatten(report["stage_metrics"])),
+        "<h2>Utterances</h2>", _table(["utterance"] + columns, rows),
+    ]
+    parts += [_utterance_section(u) for u in utterances]
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _utterance_section(entry: Mapping[str, Any]) -> str:
+    files = entry["files"]
+    players = []
+    for role in ("reference", "synthesized"):
+        src = files.get(f"{role}_wav")
+        player = (f'<audio controls preload="none" src="{escape(quote(src))}"></audio>'
+                  if src else "<p>(no audio)</p>")
+        players.append(f"<figure><figcaption>{role}</figcaption>{player}</figure>")
+    image = (f'<img src="{escape(quote(files["spectrogram"]))}" '
+             f'alt="log-mel spectrograms of {escape(entry["utterance_id"])}">'
+             if "spectrogram" in files else "")
+    per_codebook = {k: v for k, v in entry["metrics"].items() if _PER_CODEBOOK.search(k)}
+    return "\n".join([
+        f'<section id="{escape(entry["anchor"])}">',
+        f"<h3>{escape(entry['utterance_id'])}</h3>",
+        f"<p>{escape(entry['text'])}</p>",
+        _table(list(per_codebook), [[_number_cell(v) for v in per_codebook.values()]])
+        if per_codebook else "",
+        f'<div class="players">{"".join(players)}</div>',
+        image, "</section>",
+    ])
+
+
+def _summary_table(summary: Mapping[str, Any]) -> str:
+    names = list(dict.fromkeys(re.sub(r"_(mean|median)$", "", k) for k in summary
+                               if k != "n_utterances"))
+    rows = [[_cell(escape(n)), _number_cell(summary.get(f"{n}_mean")),
+             _number_cell(summary.get(f"{n}_median"))] for n in names]
+    count = f"<p>{int(summary.get('n_utterances') or 0)} utterances.</p>"
+    return count + _table(["metric", "mean", "median"], rows)
+
+
+def _key_value_table(values: Mapping[str, Any]) -> str:
+    if not values:
+        return "<p>(none)</p>"
+    rows = [[_cell(escape(str(k))), _number_cell(v) if _is_number(v) else _cell(escape(str(v)))]
+            for k, v in values.items()]
+    return _table(["name", "value"], rows)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table of ``<td>`` cells (from :func:`_cell` / :func:`_number_cell`) under ``header``."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(f"<tr>{''.join(row)}</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell(html: str) -> str:
+    return f"<td>{html}</td>"
+
+
+def _number_cell(value: Any) -> str:
+    text = f"{value:.4g}" if _is_number(value) else "&ndash;"
+    return f'<td class="num">{text}</td>'
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
