@@ -12,7 +12,7 @@ import pytest
 from bark_kedro.audio.io import load_audio
 from bark_kedro.evaluation import report as report_module
 from bark_kedro.evaluation.audio_metrics import summarize
-from bark_kedro.evaluation.report import UtteranceEvaluation, write_report
+from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics, write_report
 
 SR = 24_000
 
@@ -75,6 +75,9 @@ def test_report_json_holds_metrics_summary_stages_and_run(report_dir):
     assert report["stage_metrics"] == {"semantic": {"loss": 2.5, "accuracy": 0.25}}
     assert report["run"] == {"mlflow_run_id": "abc123", "codec_weights": "random"}
     assert report["sample_rate"] == SR
+    metrics = report_metrics(report)
+    assert metrics["mcd_db_median"] == 5.0 and metrics["semantic/accuracy"] == 0.25
+    assert all(isinstance(v, float) for v in metrics.values())
 
 
 def test_html_links_every_wav_and_png_and_nothing_missing(report_dir):

@@ -103,6 +103,14 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
     return report_dir
 
 
+def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """Flat metrics of a report dict for MLflow: the summary as is (``mcd_db_mean``, ...) and the
+    stage metrics as ``<stage>/<name>``; the same names in every run, so runs compare by name.
+    """
+    flat = {**report["summary"], **_flatten(report["stage_metrics"])}
+    return {name: float(v) for name, v in flat.items() if _is_number(v) and math.isfinite(v)}
+
+
 def _write_utterance_files(root: Path, utterance: UtteranceEvaluation,
                            sample_rate: int) -> dict[str, Any]:
     stem = safe_file_stem(utterance.utterance_id)
