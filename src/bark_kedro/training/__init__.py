@@ -1,1 +1,55 @@
-"""bark-kedro training."""
+"""Kedro-agnostic training of Bark's three stages: layouts, batching, optimizer, mesh,
+checkpoints and the training loop."""
+
+from bark_kedro.models import BarkVocab
+from bark_kedro.training.batching import BucketBatcher, DataPosition, best_bucket_lengths
+from bark_kedro.training.config import (
+    MeshConfig,
+    ModelInitConfig,
+    OptimizerConfig,
+    StageDataConfig,
+    TrainConfig,
+)
+from bark_kedro.training.data import build_stage_examples, make_batcher
+from bark_kedro.training.evaluate import evaluate_examples
+from bark_kedro.training.layouts import Example
+from bark_kedro.training.loop import TrainingDiverged, TrainResult, train
+from bark_kedro.training.mesh import (
+    device_facts,
+    is_primary,
+    make_mesh,
+    maybe_initialize_distributed,
+)
+from bark_kedro.training.model_init import FrozenParam, build_stage_model, count_params
+
+
+def stage_vocab(text_vocab_size: int, semantic_vocab_size: int, codebook_size: int = 1024):
+    """The token layout of a from-scratch model (``BarkVocab.build``)."""
+    return BarkVocab.build(text_vocab_size, semantic_vocab_size, codebook_size)
+
+
+__all__ = [
+    "BucketBatcher",
+    "DataPosition",
+    "Example",
+    "FrozenParam",
+    "MeshConfig",
+    "ModelInitConfig",
+    "OptimizerConfig",
+    "StageDataConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDiverged",
+    "best_bucket_lengths",
+    "build_stage_examples",
+    "build_stage_model",
+    "count_params",
+    "device_facts",
+    "evaluate_examples",
+    "is_primary",
+    "make_batcher",
+    "make_mesh",
+    "maybe_initialize_distributed",
+    "stage_vocab",
+    "train",
+]

@@ -44,6 +44,11 @@ class BucketBatcher:
     ``batch_multiple`` (the data-parallel width; at least one multiple) and capped by
     ``max_batch_size``. A bucket's last, short batch is filled with empty rows (loss mask
     off) so every batch of a bucket has one shape, or dropped with ``drop_remainder``.
+    With ``carry_remainder`` the examples left over from a bucket's full batches move up
+    to the next bucket of their group instead, so only the largest bucket of a group has
+    a short batch (fewer empty rows on small data sets); ``fill_with_repeats`` then fills
+    that batch's free rows with randomly drawn examples of its bucket instead of empty
+    rows (for training: no padded rows at all, a few examples seen twice per epoch).
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class BucketBatcher:
         batch_multiple: int = 1,
         max_batch_size: int | None = None,
         drop_remainder: bool = False,
+        carry_remainder: bool = False,
+        fill_with_repeats: bool = False,
     ):
         self.lengths = np.asarray(lengths, np.int64)
         self.buckets = np.asarray(sorted(set(int(b) for b in buckets)), np.int64)
@@ -76,6 +83,9 @@ class BucketBatcher:
                              f"{self.lengths.shape}")
         self.tokens_per_batch, self.batch_multiple = tokens_per_batch, batch_multiple
         self.max_batch_size, self.seed, self.drop_remainder = max_batch_size, seed, drop_remainder
+        self.carry_remainder, self.fill_with_repeats = carry_remainder, fill_with_repeats
+        if fill_with_repeats and not carry_remainder:
+            raise ValueError("fill_with_repeats needs carry_remainder")
         self.bucket_of = self.buckets[np.searchsorted(self.buckets, self.lengths)]
 
     def batch_size(self, bucket: int) -> int:
@@ -88,6 +98,9 @@ class BucketBatcher:
     def plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
         """The batches of ``epoch``, in order: ``(padded length, example indices)``."""
         rng = np.random.default_rng([self.seed, epoch])
+        if self.carry_remainder:
+            batches = self._plan_carrying(rng)
+            return [batches[i] for i in rng.permutation(len(batches))]
         batches = []
         for key in sorted(set(zip(self.bucket_of.tolist(), self.groups.tolist(), strict=True))):
             bucket = key[0]
@@ -100,6 +113,28 @@ class BucketBatcher:
                     batches.append((bucket, chunk))
         order = rng.permutation(len(batches))
         return [batches[i] for i in order]
+
+    def _plan_carrying(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+        batches = []
+        for group in np.unique(self.groups):
+            in_group = self.groups == group
+            used = [b for b in self.buckets.tolist() if (in_group & (self.bucket_of == b)).any()]
+            carry = np.zeros(0, np.int64)
+            for n, bucket in enumerate(used):
+                members = np.flatnonzero(in_group & (self.bucket_of == bucket))
+                members = np.concatenate([carry, rng.permutation(members)])
+                size = self.batch_size(bucket)
+                last = n == len(used) - 1
+                n_full = len(members) // size * size
+                for i in range(0, len(members), size):
+                    chunk = members[i:i + size]
+                    if len(chunk) < size and last and self.fill_with_repeats:
+                        pool = np.flatnonzero(in_group & (self.bucket_of == bucket))
+                        chunk = np.concatenate([chunk, rng.choice(pool, size - len(chunk))])
+                    if len(chunk) == size or (last and not self.drop_remainder):
+                        batches.append((bucket, chunk))
+                carry = members[n_full:]
+        return batches
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """Fraction of the epoch's batch positions (rows x padded length) that are padding."""
@@ -132,7 +167,8 @@ def collate(examples: Sequence[Example], length: int, batch_size: int | None = N
     """Stack examples padded to ``length`` model positions; empty rows up to ``batch_size``.
 
     Inputs are padded with each example's ``pad_id`` (the semantic inputs stay
-    ``context_len`` longer than the targets), targets with 0, the loss mask with False.
+    ``context_len`` longer than the targets), targets with 0, the loss mask with False;
+    ``lengths`` holds each row's model positions (0 for empty rows).
     """
     if not examples:
         raise ValueError("collate needs at least one example")
@@ -145,6 +181,7 @@ def collate(examples: Sequence[Example], length: int, batch_size: int | None = N
                      first.inputs.dtype)
     targets = np.zeros((rows, length), first.targets.dtype)
     mask = np.zeros((rows, length), bool)
+    lengths = np.zeros(rows, np.int32)
     codebook = None
     if first.codebook is not None:
         shape = (rows,) if first.codebook.ndim == 0 else (rows, length)
@@ -157,13 +194,14 @@ def collate(examples: Sequence[Example], length: int, batch_size: int | None = N
         inputs[r, :n + extra] = ex.inputs
         targets[r, :n] = ex.targets
         mask[r, :n] = ex.loss_mask
+        lengths[r] = n
         if codebook is not None and codebook.ndim == 1:
             if ex.group != first.group:
                 raise ValueError(f"example {r} predicts codebook {ex.group}, example 0 {first.group}")
             codebook[r] = ex.codebook
         elif codebook is not None:
             codebook[r, :n] = ex.codebook
-    batch = {"inputs": inputs, "targets": targets, "loss_mask": mask}
+    batch = {"inputs": inputs, "targets": targets, "loss_mask": mask, "lengths": lengths}
     if codebook is not None:
         batch["codebook"] = codebook
     return batch
@@ -177,3 +215,39 @@ def naive_padding_fraction(lengths: Sequence[int], max_length: int, batch_size: 
         raise ValueError(f"lengths must be non-empty and <= max_length {max_length}")
     rows = -(-len(lengths) // batch_size) * batch_size
     return 1.0 - float(lengths.sum()) / (rows * max_length)
+
+
+def best_bucket_lengths(
+    lengths: Sequence[int], max_buckets: int, multiple: int = 8, max_length: int | None = None
+) -> list[int]:
+    """At most ``max_buckets`` padded lengths, multiples of ``multiple`` (the largest at
+    least ``max(lengths)``, capped by ``max_length``), placed to minimise the total padding
+    of ``lengths`` (exact dynamic programme over the distinct rounded lengths)."""
+    lengths = np.asarray(lengths, np.int64)
+    if lengths.ndim != 1 or len(lengths) == 0 or lengths.min() < 1:
+        raise ValueError("lengths must be a non-empty 1-D sequence of positive ints")
+    if max_buckets < 1 or multiple < 1:
+        raise ValueError(f"max_buckets and multiple must be >= 1, got {max_buckets}, {multiple}")
+    rounded = -(-lengths // multiple) * multiple
+    if max_length is not None:
+        if lengths.max() > max_length:
+            raise ValueError(f"lengths exceed max_length {max_length}: {lengths.max()}")
+        rounded = np.minimum(rounded, max_length)
+    values, counts = np.unique(rounded, return_counts=True)
+    cum = np.concatenate([[0], np.cumsum(counts)])  # examples at candidates < j: cum[j]
+    m, k_max = len(values), min(max_buckets, len(values))
+    cost = np.full((k_max + 1, m), np.inf)  # cost[k, j]: k buckets, the last at values[j]
+    back = np.zeros((k_max + 1, m), np.int64)
+    cost[1] = values * cum[1:]
+    for k in range(2, k_max + 1):
+        for j in range(k - 1, m):
+            i = np.arange(k - 2, j)  # previous bucket at values[i]
+            options = cost[k - 1, i] + values[j] * (cum[j + 1] - cum[i + 1])
+            best = int(np.argmin(options))
+            cost[k, j], back[k, j] = options[best], i[best]
+    k = int(np.argmin(cost[1:, m - 1])) + 1
+    out, j = [], m - 1
+    while k >= 1:
+        out.append(int(values[j]))
+        j, k = back[k, j], k - 1
+    return sorted(out)

@@ -1,0 +1,145 @@
+"""Devices: the ``(data, fsdp)`` mesh, the shardings declared on it, multi-host start-up.
+
+Parameters and optimizer state: each array is split along ``fsdp`` on its largest
+dimension that ``fsdp`` divides (replicated when none does). Batches: the leading
+(batch) dimension is split over ``data`` and ``fsdp`` together, so every device
+computes its own rows; XLA gathers the parameters where they are used (FSDP).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from bark_kedro.training.config import MeshConfig
+
+log = logging.getLogger(__name__)
+
+AXES = ("data", "fsdp")
+BATCH_AXES = ("data", "fsdp")
+_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def _wants_distributed(env: Mapping[str, str]) -> bool:
+    if any(env.get(name) for name in _DISTRIBUTED_ENV):
+        return True
+    if env.get("BARK_KEDRO_DISTRIBUTED", "").lower() in ("1", "true", "yes"):
+        return True
+    hosts = [h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]
+    return len(hosts) > 1  # a multi-host TPU slice (pod)
+
+
+def maybe_initialize_distributed(env: Mapping[str, str] | None = None) -> bool:
+    """``jax.distributed.initialize()`` when the environment describes several processes.
+
+    Triggers: ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``,
+    a TPU pod (``TPU_WORKER_HOSTNAMES`` with several hosts) or ``BARK_KEDRO_DISTRIBUTED=1``
+    (then JAX detects the cluster: SLURM, Open MPI, GKE, TPU). Call it before anything
+    else touches JAX. Returns whether the distributed runtime is (now) initialized.
+    """
+    env = os.environ if env is None else env
+    if jax.distributed.is_initialized():
+        return True
+    if not _wants_distributed(env):
+        return False
+    jax.distributed.initialize()
+    log.info(
+        "jax.distributed initialized: process %d of %d, %d local / %d global devices",
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),
+    )
+    return True
+
+
+def is_primary() -> bool:
+    """Whether this is process 0 (the one that writes logs, metadata and reports)."""
+    return jax.process_index() == 0
+
+
+def make_mesh(config: MeshConfig | None = None) -> Mesh:
+    """The ``("data", "fsdp")`` mesh of ``config`` over this run's devices.
+
+    ``data * fsdp`` smaller than the device count uses the first devices (one process only).
+    """
+    config = config or MeshConfig()
+    n_devices = jax.device_count()
+    data, fsdp = config.shape(n_devices)
+    types = (AxisType.Auto, AxisType.Auto)
+    if data * fsdp == n_devices:
+        return jax.make_mesh((data, fsdp), AXES, axis_types=types)
+    if jax.process_count() > 1:
+        raise ValueError(
+            f"MeshConfig data={data} x fsdp={fsdp} must use all {n_devices} devices of a "
+            "multi-process run"
+        )
+    devices = np.asarray(jax.devices()[: data * fsdp]).reshape(data, fsdp)
+    return Mesh(devices, AXES, axis_types=types)
+
+
+def batch_width(mesh: Mesh) -> int:
+    """Devices a batch is split over (batch sizes must be a multiple of it)."""
+    return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension split over ``data`` and ``fsdp``."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def param_spec(shape: tuple[int, ...], fsdp: int) -> PartitionSpec:
+    """``fsdp`` on the largest dimension it divides (ties: the first), else replicated."""
+    if fsdp == 1:
+        return PartitionSpec()
+    order = sorted(range(len(shape)), key=lambda d: (-shape[d], d))
+    for dim in order:
+        if shape[dim] % fsdp == 0:
+            return PartitionSpec(*([None] * dim), "fsdp")
+    return PartitionSpec()
+
+
+def state_shardings(tree: Any, mesh: Mesh) -> Any:
+    """A :class:`NamedSharding` per array of ``tree`` (parameters, optimizer state)."""
+    fsdp = mesh.shape["fsdp"]
+    return jax.tree.map(lambda x: NamedSharding(mesh, param_spec(tuple(x.shape), fsdp)), tree)
+
+
+def device_facts(mesh: Mesh | None = None) -> dict[str, str]:
+    """Platform, device kind and counts, process count and mesh shape, as strings."""
+    device = jax.devices()[0]
+    facts = {
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "device_count": str(jax.device_count()),
+        "local_device_count": str(jax.local_device_count()),
+        "process_count": str(jax.process_count()),
+        "process_index": str(jax.process_index()),
+        "jax_version": jax.__version__,
+    }
+    if mesh is not None:
+        facts["mesh_shape"] = ",".join(f"{k}={v}" for k, v in mesh.shape.items())
+    return facts
+
+
+def global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Device arrays of a host batch (the same full batch on every process), split by rows."""
+    sharding = batch_sharding(mesh)
+    width = batch_width(mesh)
+    out = {}
+    for key, value in batch.items():
+        if value.shape[0] % width:
+            raise ValueError(
+                f"batch of {value.shape[0]} rows is not a multiple of the {width} devices it "
+                "is split over"
+            )
+        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda i, v=value: v[i])
+    return out

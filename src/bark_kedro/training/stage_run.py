@@ -1,0 +1,164 @@
+"""One stage's training from the token tables: vocabulary, model, examples, loop.
+
+This is what the ``train_<stage>`` pipelines run; a notebook can call it the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bark_kedro.models import BARK_VOCAB, BarkVocab
+from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
+from bark_kedro.training.data import build_stage_examples
+from bark_kedro.training.loop import TrainResult, train
+from bark_kedro.training.model_init import build_stage_model
+
+MetricsCallback = Callable[[int, dict[str, float]], None]
+
+
+def stage_vocabulary(
+    init: ModelInitConfig, text_vocab_size: int, semantic_vocab_size: int
+) -> BarkVocab:
+    """The token layout a stage trains with.
+
+    From scratch: Bark's layout built around the tokenizers' vocabularies. From an official
+    checkpoint (suno, transformers): Bark's own vocabulary, which the tokenizers must match.
+    From one of the project's Orbax models: the vocabulary stored in its config.
+    """
+    if init.init_from == "scratch":
+        return BarkVocab.build(text_vocab_size, semantic_vocab_size)
+    if init.init_from == "orbax":
+        from bark_kedro.models import load_config
+
+        return load_config(init.checkpoint).vocab
+    vocab = BARK_VOCAB
+    if semantic_vocab_size != vocab.semantic_vocab_size:
+        raise ValueError(
+            f"fine-tuning an official {init.init_from!r} checkpoint needs Bark's "
+            f"{vocab.semantic_vocab_size} semantic ids, but the semantic tokenizer has "
+            f"{semantic_vocab_size} clusters (tokenize with a Bark-compatible quantizer)"
+        )
+    if text_vocab_size > vocab.text_vocab_size:
+        raise ValueError(
+            f"fine-tuning an official {init.init_from!r} checkpoint needs the 'bark' text "
+            f"tokenizer ({vocab.text_vocab_size} ids), but the text tokenizer has "
+            f"{text_vocab_size}"
+        )
+    return vocab
+
+
+TOKEN_COLUMNS = {"text_tokens": "text_ids", "semantic_tokens": "semantic_ids", "codec_tokens": "codes"}
+
+
+def run_fingerprint(
+    tables: Mapping[str, pd.DataFrame | None],
+    init: ModelInitConfig,
+    data: StageDataConfig,
+    config: TrainConfig,
+) -> str:
+    """A short hash of everything that decides a run's result: the configs and the tokens.
+
+    Runs with the same fingerprint share checkpoints (a restart resumes); new tokens or
+    parameters start a new run.
+    """
+    digest = hashlib.sha256()
+    settings = {"init": asdict(init), "data": asdict(data), "train": asdict(config)}
+    settings["train"].pop("progress")
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name in sorted(TOKEN_COLUMNS):
+        table = tables.get(name)
+        if table is None:
+            continue
+        digest.update(name.encode())
+        for utterance_id, split, ids in zip(
+            table["utterance_id"], table["split"], table[TOKEN_COLUMNS[name]], strict=True
+        ):
+            digest.update(f"{utterance_id}\0{split}\0".encode())
+            digest.update(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class StageRun:
+    """A finished stage training: the loop's result plus what the examples were made of."""
+
+    result: TrainResult
+    vocab: BarkVocab
+    example_counts: dict[str, dict[str, int]]
+    run_dir: Path
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The loop's summary with the example counts of both splits."""
+        counts = {
+            f"{split}_{key}": value
+            for split, row in self.example_counts.items()
+            for key, value in row.items()
+        }
+        return {**self.result.summary, **counts, "run_dir": str(self.run_dir)}
+
+
+def train_stage_from_tables(
+    tables: Mapping[str, pd.DataFrame],
+    text_vocab_size: int,
+    semantic_vocab_size: int,
+    init: ModelInitConfig,
+    data: StageDataConfig,
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    on_metrics: MetricsCallback | None = None,
+    on_eval: MetricsCallback | None = None,
+) -> StageRun:
+    """Train ``config.stage`` on the train split of ``tables`` (``text_tokens``,
+    ``semantic_tokens``, ``codec_tokens``), validating on the validation split.
+
+    Checkpoints go to ``run_dir/<run_fingerprint>``: a run restarted with the same tokens
+    and configs resumes from its last checkpoint.
+    """
+    stage = config.stage
+    run_dir = Path(run_dir) / run_fingerprint(tables, init, data, config)
+    vocab = stage_vocabulary(init, text_vocab_size, semantic_vocab_size)
+    model = build_stage_model(stage, vocab, init, seed=config.seed)
+    examples, counts = {}, {}
+    for split in ("train", "validation"):
+        examples[split], counts[split] = build_stage_examples(
+            stage,
+            tables.get("text_tokens"),
+            tables.get("semantic_tokens"),
+            tables.get("codec_tokens"),
+            vocab,
+            data,
+            model.config,
+            split=split,
+            seed=config.seed,
+        )
+    if not examples["train"]:
+        raise ValueError(
+            f"no {stage} training examples: {counts['train']} (check the token tables and "
+            f"the train_{stage} data parameters)"
+        )
+    if not examples["validation"]:
+        raise ValueError(
+            f"no {stage} validation examples: {counts['validation']} (the corpus needs "
+            f"utterances in the validation split; see ingest.processing.validation_fraction)"
+        )
+    result = train(
+        model,
+        examples["train"],
+        examples["validation"],
+        config,
+        data,
+        run_dir,
+        on_metrics=on_metrics,
+        on_eval=on_eval,
+    )
+    return StageRun(result, vocab, counts, run_dir)
