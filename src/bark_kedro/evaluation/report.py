@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from bark_kedro.audio.ingest import safe_file_stem
 from bark_kedro.audio.io import write_audio_atomic
@@ -66,6 +67,8 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
     """
     if not utterances:
         raise ValueError("utterances is empty: nothing to report")
+    if int(sample_rate) <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     ids = [u.utterance_id for u in utterances]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -80,7 +83,8 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
                                 suffix=".tmp"))
     try:
         os.chmod(tmp, 0o755)
-        entries = [_write_utterance_files(tmp, u, sample_rate) for u in utterances]
+        entries = [_write_utterance_files(tmp, u, sample_rate)
+                   for u in tqdm(utterances, desc="evaluation report", unit="utt")]
         report = {
             "title": title,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
