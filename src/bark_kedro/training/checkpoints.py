@@ -92,6 +92,22 @@ class TrainCheckpoints:
             meta=meta,
         )
 
+    def read_meta(self, step: int | None = None) -> dict[str, Any]:
+        """The JSON metadata of a checkpoint (default: the newest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.run_dir} holds no complete checkpoint")
+        args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+        return self.manager.restore(step, args=args)["meta"]
+
+    def read_params(self, step: int | None = None) -> dict[str, dict[str, Any]]:
+        """``{"frozen": ..., "trainable": ...}`` parameters of a checkpoint as stored."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.run_dir} holds no complete checkpoint")
+        args = ocp.args.Composite(params=ocp.args.StandardRestore())
+        return self.manager.restore(step, args=args)["params"]
+
     def wait(self) -> None:
         """Block until pending asynchronous writes are complete."""
         self.manager.wait_until_finished()

@@ -99,7 +99,8 @@ class _Run:
             train_examples, data_config, config.tokens_per_batch, batch_width(self.mesh),
             config.seed, max_len, fill_with_repeats=True,
         )
-        self.optimizer, self.schedule = make_optimizer(config.optimizer, config.steps)
+        self.optimizer, schedule = make_optimizer(config.optimizer, config.steps)
+        self.schedule = jax.jit(schedule)
         opt_abstract = jax.eval_shape(self.optimizer.init, trainable)
         self.shardings = (
             state_shardings(frozen, self.mesh),

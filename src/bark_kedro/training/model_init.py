@@ -19,6 +19,7 @@ from bark_kedro.models import (
     BarkVocab,
     FineGPT,
     FineGPTConfig,
+    abstract_model,
     build_model,
     coarse_config,
     fine_config,
@@ -95,15 +96,26 @@ def _load(stage: str, vocab: BarkVocab, init: ModelInitConfig) -> Model:
         raise FileNotFoundError(f"ModelInitConfig.checkpoint {str(path)!r} does not exist")
     overrides = _loaded_overrides(init)
     if init.init_from == "suno":
-        return load_suno_checkpoint(path, stage=stage, vocab=vocab, **overrides)[0]
-    if init.init_from == "orbax":
-        return load_model(path, **overrides)[0]
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a transformers directory (no config.json)")
-    if json.loads(config_file.read_text()).get("model_type") == "bark":
-        return load_transformers_bark(path, vocab=vocab, **overrides)[stage][0]
-    return load_transformers_model(path, vocab=vocab, **overrides)[0]
+        model = load_suno_checkpoint(path, stage=stage, vocab=vocab)[0]
+    elif init.init_from == "orbax":
+        model = load_model(path)[0]
+    else:
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{path} is not a transformers directory (no config.json)")
+        if json.loads(config_file.read_text()).get("model_type") == "bark":
+            model = load_transformers_bark(path, vocab=vocab)[stage][0]
+        else:
+            model = load_transformers_model(path, vocab=vocab)[0]
+    return _with_config_changes(model, overrides)
+
+
+def _with_config_changes(model: Model, changes: dict[str, Any]) -> Model:
+    """The same parameters in a model whose config has ``changes`` (dtype, dropout)."""
+    if not changes:
+        return model
+    graphdef, _ = nnx.split(abstract_model(model.config.replace(**changes)))
+    return nnx.merge(graphdef, nnx.state(model))
 
 
 def freeze_layers(model: Model, n_blocks: int) -> Model:

@@ -175,7 +175,7 @@ def make_train_steps(
             apply,
             in_shardings=(trainable_sh, opt_shardings, trainable_sh, stat_sh),
             out_shardings=(trainable_sh, opt_shardings, metric_sh),
-            donate_argnums=(0, 1, 2),
+            donate_argnums=(0, 1),
         ),
         zeros=jax.jit(zeros, in_shardings=(trainable_sh,), out_shardings=(trainable_sh, stat_sh)),
     )

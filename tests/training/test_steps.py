@@ -1,0 +1,122 @@
+"""Each stage's softmax range, the token statistics, and the jitted train steps."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bark_kedro.models import build_model, coarse_config
+from bark_kedro.training import MeshConfig, OptimizerConfig, stage_vocab
+from bark_kedro.training.batching import collate
+from bark_kedro.training.layouts import coarse_examples
+from bark_kedro.training.mesh import global_batch, make_mesh, state_shardings
+from bark_kedro.training.optimizer import decay_mask, learning_rate_schedule, make_optimizer
+from bark_kedro.training.state import split_model
+from bark_kedro.training.steps import make_train_steps, restrict_logits, token_stats
+
+VOCAB = stage_vocab(40, 64, 32)
+
+
+def _log_softmax(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_coarse_softmax_is_over_the_positions_codebook_only():
+    rng = np.random.default_rng(0)
+    s, c = VOCAB.semantic_vocab_size, VOCAB.codebook_size
+    logits = rng.normal(size=(2, 5, VOCAB.coarse_vocab_size)).astype(np.float32)
+    codebook = rng.integers(0, 2, (2, 5))
+    local = rng.integers(0, c, (2, 5))
+    targets = s + codebook * c + local
+    batch = {"targets": jnp.asarray(targets), "codebook": jnp.asarray(codebook)}
+    picked, got_targets = restrict_logits(jnp.asarray(logits), batch, "coarse", VOCAB)
+    np.testing.assert_array_equal(got_targets, local)
+    mask = np.ones((2, 5), bool)
+    stats = token_stats(picked, got_targets, jnp.asarray(mask))
+    expected = 0.0
+    for b in range(2):
+        for t in range(5):
+            lo = s + codebook[b, t] * c
+            expected -= _log_softmax(logits[b, t, lo:lo + c])[local[b, t]]
+    assert float(stats["loss_sum"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_semantic_and_fine_ranges_and_topk_counts():
+    logits = jnp.zeros((1, 3, VOCAB.semantic_output_vocab_size))
+    batch = {"targets": jnp.zeros((1, 3), jnp.int32)}
+    sem, _ = restrict_logits(logits, batch, "semantic", VOCAB)
+    assert sem.shape[-1] == VOCAB.semantic_vocab_size + 1  # ids and the EOS (pad) token
+    fine, _ = restrict_logits(jnp.zeros((1, 3, VOCAB.fine_vocab_size)), batch, "fine", VOCAB)
+    assert fine.shape[-1] == VOCAB.codebook_size  # never the pad code
+    # target ranked 1st, 5th and 12th; the masked 4th position does not count
+    scores = np.tile(np.arange(20, 0, -1, dtype=np.float32), (1, 4, 1))
+    stats = token_stats(jnp.asarray(scores), jnp.asarray([[0, 4, 11, 0]]),
+                        jnp.asarray([[True, True, True, False]]))
+    assert (float(stats["top1"]), float(stats["top10"]), float(stats["n_tokens"])) == (1, 2, 3)
+    expected = -sum(_log_softmax(scores[0, 0])[i] for i in (0, 4, 11))
+    assert float(stats["loss_sum"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_schedule_and_weight_decay_mask():
+    config = OptimizerConfig(learning_rate=1e-3, warmup_steps=10, min_learning_rate_ratio=0.1)
+    schedule = learning_rate_schedule(config, total_steps=100)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(10)) == pytest.approx(1e-3)
+    assert float(schedule(55)) == pytest.approx(0.55e-3, rel=1e-3)  # half way down the cosine
+    assert float(schedule(100)) == pytest.approx(1e-4)
+    _, _, params = split_model(build_model(coarse_config("test", VOCAB, bias=True), 0))
+    mask = decay_mask(params)
+    assert mask["h.0.attn.c_attn.kernel"] and mask["wte.embedding"] and mask["lm_head.kernel"]
+    assert not mask["h.0.attn.c_attn.bias"] and not mask["h.0.ln_1.scale"]
+    assert not mask["ln_f.bias"]
+    # with zero gradients only the decayed arrays move
+    opt, _ = make_optimizer(config.replace(warmup_steps=0, weight_decay=0.5), 10)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = opt.update(zeros, opt.init(params), params)
+    moved = {k: bool(jnp.any(u != 0)) for k, u in updates.items()}
+    assert moved == {k: v and bool(jnp.any(params[k] != 0)) for k, v in mask.items()}
+
+
+def _coarse_setup(accumulation: int):
+    model = build_model(coarse_config("test", VOCAB), seed=0)
+    rng = np.random.default_rng(0)
+    examples = [e for _ in range(3) for e in coarse_examples(
+        rng.integers(0, 64, 40), rng.integers(0, 32, (2, 60)), VOCAB, semantic_window=16,
+        max_coarse_history=40, sliding_window_len=10, block_size=128)][:4]
+    assert len(examples) == 4
+    mesh = make_mesh(MeshConfig(data=1))
+    parts, frozen, trainable = split_model(model)
+    opt, _ = make_optimizer(OptimizerConfig(warmup_steps=0, accumulation_steps=accumulation), 10)
+    shard = (state_shardings(frozen, mesh), state_shardings(trainable, mesh))
+    opt_sh = state_shardings(jax.eval_shape(opt.init, trainable), mesh)
+    steps = make_train_steps(parts, "coarse", VOCAB, opt, mesh, shard, opt_sh, dropout=False)
+    length = max(e.length for e in examples)
+
+    def batch(rows):
+        host = collate([examples[i] for i in rows], length)
+        host.pop("lengths")
+        return global_batch(host, mesh)
+
+    return steps, frozen, trainable, opt.init(trainable), batch
+
+
+def test_gradient_accumulation_equals_one_big_batch():
+    key = jax.random.key(0)
+    steps, frozen, trainable, opt_state, batch = _coarse_setup(1)
+    one, _, metrics = steps.train(frozen, trainable, opt_state, batch([0, 1, 2, 3]), key)
+    steps, frozen, trainable, opt_state, batch = _coarse_setup(2)
+    before = {k: np.asarray(v) for k, v in trainable.items()}
+    grads, stats = steps.zeros(trainable)
+    for rows in ([0, 1], [2, 3]):
+        grads, stats = steps.accumulate(frozen, trainable, grads, stats, batch(rows), key)
+    two, _, metrics_two = steps.apply(trainable, opt_state, grads, stats)
+    assert float(metrics["loss"]) == pytest.approx(float(metrics_two["loss"]), rel=1e-6)
+    assert float(metrics["grad_norm"]) == pytest.approx(float(metrics_two["grad_norm"]), rel=1e-5)
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], atol=1e-6, err_msg=name)
+    assert not all(np.array_equal(one[k], before[k]) for k in one)  # it did update
+    assert optax.global_norm(one) > 0
