@@ -65,6 +65,28 @@ def manual_attention(q, k, v, mask, kv_layout: str = "bshd", dropout=None, rngs=
     return jnp.einsum(f"bhts,{kv_layout}->bthd", probs, v)
 
 
+def cached_attention(q: jax.Array, cache: KVCache, layer: int) -> jax.Array:
+    """Attention of new queries ``q`` (b, t, h, d) over ``layer``'s cached keys/values.
+
+    Batch and heads are merged into one dot dimension: on CPU a dot over a (b, h)
+    bitcast of the cache stops XLA from updating the cache in place in a decode loop
+    (it copies every layer's buffers each step).
+    """
+    n_layer, b, h, s, d = cache.keys.shape
+    t = q.shape[1]
+    keys = cache.keys.reshape(n_layer, b * h, s, d)[layer]
+    values = cache.values.reshape(n_layer, b * h, s, d)[layer]
+    qn = jnp.swapaxes(q, 1, 2).reshape(b * h, t, d)
+    scores = jnp.einsum("ntd,nsd->nts", qn, keys) / math.sqrt(d)
+    mask = cache.query_mask(t)
+    if mask.ndim == 4:  # per-row index: (b, 1, t, s)
+        mask = jnp.broadcast_to(mask, (b, h, t, s)).reshape(b * h, t, s)
+    scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(values.dtype)
+    out = jnp.einsum("nts,nsd->ntd", probs, values)
+    return jnp.swapaxes(out.reshape(b, h, t, d), 1, 2)
+
+
 class SelfAttention(nnx.Module):
     """Multi-head self-attention with a fused qkv projection (causal or not)."""
 
@@ -82,9 +104,7 @@ class SelfAttention(nnx.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if cache is not None:
             cache = cache.write(layer, k, v)
-            y = manual_attention(
-                q, cache.keys[layer], cache.values[layer], cache.query_mask(t), "bhsd"
-            )
+            y = cached_attention(q, cache, layer)
         elif rngs is not None and self.rate > 0:
             mask = jnp.tril(jnp.ones((t, t), bool)) if self.causal else jnp.ones((t, t), bool)
             y = manual_attention(q, k, v, mask, "bshd", self.attn_dropout, rngs)
@@ -178,14 +198,14 @@ class GPT(nnx.Module):
     def _forward(self, idx, merge_context, cache, rngs):
         tok = self.embed_tokens(idx, merge_context)
         t = tok.shape[1]
-        start = 0 if cache is None else cache.index
         if cache is None and t > self.config.block_size:
             raise ValueError(
                 f"sequence of {t} positions exceeds block_size {self.config.block_size}"
             )
         if cache is not None:
             cache.check_room(t)
-        x = tok + self.wpe(start + jnp.arange(t))[None]
+        pos = jnp.arange(t) if cache is None else cache.positions(t)
+        x = tok + (self.wpe(pos) if pos.ndim == 2 else self.wpe(pos)[None])
         x = self.drop(x, deterministic=rngs is None, rngs=rngs)
         for i, block in enumerate(self.h):
             x, cache = block(x, cache=cache, layer=i, rngs=rngs)

@@ -1,8 +1,9 @@
 """Fixed-shape key/value cache for incremental decoding of the causal GPT.
 
-Preallocated buffers plus a fill index, updated with ``lax.dynamic_update_slice``;
-every shape is static, so a ``jax.lax.while_loop`` / ``scan`` generation loop can carry
-the cache (it is a pytree) and the decode step compiles once.
+Preallocated buffers plus a fill index, updated in place (``lax.dynamic_update_slice``,
+or a scatter when every row has its own index); every shape is static, so a
+``jax.lax.while_loop`` / ``scan`` generation loop can carry the cache (it is a pytree)
+and the decode step compiles once.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from bark_kedro.models.config import GPTConfig
 class KVCache:
     """Keys/values of every layer, ``(n_layer, batch, n_head, max_len, head_dim)``.
 
-    ``index`` (int32 scalar) is the number of positions already written; attention of
-    a new query at position ``index + i`` sees keys at positions ``<= index + i``.
+    ``index`` (int32) is the number of positions already written: a scalar shared by all
+    rows, or one per row ``(batch,)`` (rows whose prompts differ in length); attention
+    of a new query at position ``index + i`` sees keys at positions ``<= index + i``.
     """
 
     keys: jax.Array
@@ -33,8 +35,12 @@ class KVCache:
         batch_size: int,
         max_len: int | None = None,
         dtype: str | jnp.dtype | None = None,
+        per_row: bool = False,
     ) -> KVCache:
-        """An empty cache for ``config``; ``max_len`` defaults to the block size."""
+        """An empty cache for ``config``; ``max_len`` defaults to the block size.
+
+        ``per_row`` gives every row its own fill index (see :meth:`with_index`).
+        """
         max_len = config.block_size if max_len is None else max_len
         if not 1 <= max_len <= config.block_size:
             raise ValueError(
@@ -44,8 +50,9 @@ class KVCache:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
         dtype = jnp.dtype(config.dtype if dtype is None else dtype)
-        zeros = jnp.zeros(shape, dtype)
-        return cls(keys=zeros, values=zeros, index=jnp.zeros((), jnp.int32))
+        index = jnp.zeros((batch_size,) if per_row else (), jnp.int32)
+        # two buffers, so that a jitted loop may donate both
+        return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype), index=index)
 
     @property
     def max_len(self) -> int:
@@ -54,7 +61,7 @@ class KVCache:
     def check_room(self, n_new: int) -> None:
         """Raise if ``n_new`` positions do not fit (only when the index is concrete)."""
         try:
-            index = int(self.index)
+            index = int(jnp.max(self.index))
         except jax.errors.ConcretizationTypeError:
             return  # traced inside jit: the caller's loop bounds are responsible
         if index + n_new > self.max_len:
@@ -65,6 +72,13 @@ class KVCache:
 
     def write(self, layer: int, k: jax.Array, v: jax.Array) -> KVCache:
         """Store new keys/values ``(batch, T, n_head, head_dim)`` of ``layer`` at ``index``."""
+        if self.index.ndim == 1:  # per-row positions: scatter (batch, T) slots in place
+            rows = jnp.arange(k.shape[0])[:, None]
+            pos = self.index[:, None] + jnp.arange(k.shape[1])[None, :]
+            return self.replace(
+                keys=self.keys.at[layer, rows, :, pos].set(k.astype(self.keys.dtype)),
+                values=self.values.at[layer, rows, :, pos].set(v.astype(self.values.dtype)),
+            )
         k = jnp.swapaxes(k, 1, 2).astype(self.keys.dtype)[None]
         v = jnp.swapaxes(v, 1, 2).astype(self.values.dtype)[None]
         start = (layer, 0, 0, self.index, 0)
@@ -73,10 +87,25 @@ class KVCache:
             values=jax.lax.dynamic_update_slice(self.values, v, start),
         )
 
+    def positions(self, n_new: int) -> jax.Array:
+        """Positions of ``n_new`` new tokens: ``(n_new,)``, or ``(batch, n_new)`` per row."""
+        return self.index[..., None] + jnp.arange(n_new)
+
     def query_mask(self, n_queries: int) -> jax.Array:
-        """``(n_queries, max_len)`` booleans: key ``j`` visible to new query ``i``."""
-        query_pos = self.index + jnp.arange(n_queries)[:, None]
-        return jnp.arange(self.max_len)[None, :] <= query_pos
+        """Key ``j`` visible to new query ``i``: ``(n_queries, max_len)`` booleans, or
+        ``(batch, 1, n_queries, max_len)`` with a per-row index."""
+        query_pos = self.positions(n_queries)[..., None]
+        visible = jnp.arange(self.max_len) <= query_pos
+        return visible[:, None] if self.index.ndim == 1 else visible
+
+    def with_index(self, index: jax.Array | int) -> KVCache:
+        """The same buffers with another fill index (scalar, or ``(batch,)`` per row): after
+        a right-padded prompt, set each row's index to its true length so that the next
+        tokens overwrite the padding (positions at or after the index are never attended)."""
+        index = jnp.asarray(index, jnp.int32)
+        if index.ndim > 1 or (index.ndim == 1 and index.shape[0] != self.keys.shape[1]):
+            raise ValueError(f"index must be a scalar or ({self.keys.shape[1]},), got {index.shape}")
+        return self.replace(index=index)
 
     def advance(self, n: int) -> KVCache:
         """The cache after ``n`` new positions were written to every layer."""
