@@ -1,0 +1,86 @@
+"""Shared checks and helpers of the generation loops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+
+from bark_kedro.generation.sampling import row_keys
+from bark_kedro.models.config import GPTConfig
+from bark_kedro.models.fine_gpt import FineGPT
+from bark_kedro.models.gpt import GPT
+
+KeyLike = int | jax.Array
+
+
+def id_array(values, name: str, high: int, ndim: int = 1, allow_empty: bool = False) -> np.ndarray:
+    """``values`` as an int32 array of ``ndim`` dims with ids in ``[0, high)``, or a clear error."""
+    arr = np.asarray(values)
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array of ids, got shape {arr.shape}")
+    if arr.size == 0:
+        if allow_empty:
+            return arr.astype(np.int32)
+        raise ValueError(f"{name} must not be empty")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= high:
+        raise ValueError(f"{name} must lie in [0, {high}), got [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.int32)
+
+
+def per_row(values, n_rows: int, name: str) -> list:
+    """``None`` or a sequence of ``n_rows`` optional items, as a list of ``n_rows``."""
+    if values is None:
+        return [None] * n_rows
+    if not isinstance(values, Sequence) or len(values) != n_rows:
+        raise ValueError(f"{name} must be None or a sequence of {n_rows} items (one per row)")
+    return list(values)
+
+
+def as_row_keys(key: KeyLike, n_rows: int) -> jax.Array:
+    """One PRNG key per row from a seed, a key, or ``(n_rows,)`` keys."""
+    if isinstance(key, int | np.integer):
+        key = jax.random.key(int(key))
+    if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    if key.shape == ():
+        return row_keys(key, n_rows)
+    if key.shape != (n_rows,):
+        raise ValueError(f"key must be a seed, one key or {n_rows} keys, got shape {key.shape}")
+    return key
+
+
+def split_model(model: nnx.Module, weights_dtype=None):
+    """``(graphdef, state)`` of ``model``; float32 weights cast to ``weights_dtype`` if given."""
+    graphdef, state = nnx.split(model)
+    if weights_dtype is not None:
+        state = jax.tree.map(
+            lambda x: x.astype(weights_dtype) if x.dtype == np.float32 else x, state
+        )
+    return graphdef, state
+
+
+def check_sequence(name: str, values) -> list:
+    """A non-empty list of rows."""
+    if isinstance(values, np.ndarray) or not isinstance(values, Sequence) or len(values) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence with one item per row")
+    return list(values)
+
+
+def check_gpt(model, stage: str) -> GPTConfig:
+    """The config of ``model``, which must be the GPT of ``stage`` ("semantic", "coarse")."""
+    if not isinstance(model, GPT) or model.config.stage != stage:
+        got = getattr(getattr(model, "config", None), "stage", type(model).__name__)
+        raise ValueError(f"expected the {stage} GPT, got {got!r}")
+    return model.config
+
+
+def check_fine(model):
+    """The config of ``model``, which must be a FineGPT."""
+    if not isinstance(model, FineGPT):
+        raise ValueError(f"expected the fine model (FineGPT), got {type(model).__name__}")
+    return model.config

