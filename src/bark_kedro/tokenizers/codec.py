@@ -3,12 +3,15 @@
 Weights come from torch hub's cache (``pretrained``, never downloaded), a state-dict file
 (``local``) or are ``random``: a randomly initialised model whose codebooks are initialised by
 EnCodec's own k-means on training audio. Random weights are a stand-in for offline runs only;
-``weights_source`` says which one a tokenizer uses so that callers can flag it.
+``weights_source`` says which one a tokenizer uses so that callers can flag it. ``auto`` (in
+:func:`load_codec`) takes the pretrained weights when they are cached, else random ones, and
+logs which.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +24,7 @@ from encodec.quantization import core_vq
 from tqdm.auto import tqdm
 
 from bark_kedro.tokenizers._checks import check_sample_rate, mono_float32
+from bark_kedro.tokenizers.codec_encoder import ParallelEncoder
 from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE, codec_frame_count
 
 logger = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ CHECKPOINT_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{CHECKPOINT_NAME}"
 BANDWIDTH = 6.0
 CODEBOOK_SIZE = 1024
 WEIGHT_SOURCES = ("pretrained", "local", "random")
+WEIGHT_MODES = ("auto", *WEIGHT_SOURCES)
 
 
 def expected_codec_checkpoint() -> Path:
@@ -122,20 +127,30 @@ class CodecTokenizer:
     per batch), zero-padded to whole frames and trimmed back to each clip's frame count.
     ``max_batch_seconds=None`` picks 8 s on CPU, where EnCodec's convolutions are bound by
     memory traffic and bigger batches run slower than single clips, and 320 s elsewhere.
+
+    On CPU, ``cpu_workers`` threads (None: one per core torch uses) each encode a group of
+    ``batch_size`` clips: convolutions clip by clip, the LSTM and quantizer as a batch (see
+    :mod:`bark_kedro.tokenizers.codec_encoder`); ``cpu_workers=0`` runs padded batches through
+    the whole model instead, as on GPUs.
     """
 
     def __init__(self, model: EncodecModel, weights_source: str, bandwidth: float = BANDWIDTH,
                  device: str = "cpu", batch_size: int = 16, max_batch_seconds: float | None = None,
-                 max_chunk_seconds: float = 30.0):
+                 max_chunk_seconds: float = 30.0, cpu_workers: int | None = None):
         if weights_source not in WEIGHT_SOURCES:
             raise ValueError(f"weights_source must be one of {WEIGHT_SOURCES}, got {weights_source!r}")
         self.options = {"bandwidth": bandwidth, "device": device, "batch_size": batch_size,
                         "max_batch_seconds": max_batch_seconds,
-                        "max_chunk_seconds": max_chunk_seconds}
+                        "max_chunk_seconds": max_chunk_seconds, "cpu_workers": cpu_workers}
         if max_batch_seconds is None:
             max_batch_seconds = _default_batch_seconds(device)
         if batch_size < 1 or max_batch_seconds <= 0 or max_chunk_seconds <= 0:
             raise ValueError("batch_size, max_batch_seconds and max_chunk_seconds must be > 0")
+        if cpu_workers is not None and cpu_workers < 0:
+            raise ValueError(f"cpu_workers must be >= 0 (or None), got {cpu_workers}")
+        self.cpu_workers = (min(torch.get_num_threads(), os.cpu_count() or 1)
+                            if cpu_workers is None else int(cpu_workers))
+        self._parallel: ParallelEncoder | None = None
         model.set_target_bandwidth(bandwidth)
         self.model = model.eval().to(device)
         self.weights_source = weights_source
@@ -241,11 +256,31 @@ class CodecTokenizer:
             codes = model.quantizer.encode(model.encoder(x), model.frame_rate, model.bandwidth)
             return codes.transpose(0, 1)  # (batch, n_q, frames)
 
-        out = _run(pieces, step, self.device, self.batch_size, self.max_batch_samples, progress)
+        if torch.device(self.device).type == "cpu" and self.cpu_workers > 0:
+            out = self._run_parallel(pieces, progress)
+        else:
+            out = _run(pieces, step, self.device, self.batch_size, self.max_batch_samples,
+                       progress)
         codes: list[list[torch.Tensor]] = [[] for _ in audios]
         for k, (i, _, _) in enumerate(pieces):
             codes[i].append(out[k])
         return [torch.cat(c, dim=-1).numpy().astype(np.int16) for c in codes]
+
+    def _run_parallel(self, pieces: list[Piece], progress: bool) -> dict[int, torch.Tensor]:
+        if self._parallel is None:
+            self._parallel = ParallelEncoder(self.model, self.n_codebooks)
+        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
+        groups = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
+        results = self._parallel.encode([[pieces[k][2] for k in g] for g in groups],
+                                        self.cpu_workers)
+        out = {}
+        with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
+                  desc="EnCodec") as bar:
+            for group, codes in zip(groups, results, strict=True):
+                out.update(zip(group, codes, strict=True))
+                bar.update(round(sum(len(pieces[k][2]) for k in group) / CODEC_SAMPLE_RATE, 2))
+        return out
 
     def encode(self, audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE) -> np.ndarray:
         """int16 codes (n_codebooks, frames) of one 24 kHz clip."""
@@ -271,9 +306,22 @@ class CodecTokenizer:
 
 def load_codec(weights: str = "random", checkpoint: str | Path | None = None,
                init_audio: Sequence[np.ndarray] | None = None, **options) -> CodecTokenizer:
-    """``weights``: 'pretrained' (torch hub cache), 'local' (``checkpoint``) or 'random'
-    (needs ``init_audio``; options ``seed``, ``kmeans_iters``, ``max_init_frames``); the other
-    options (``device``, ``batch_size``, ...) go to :class:`CodecTokenizer`."""
+    """``weights``: 'pretrained' (torch hub cache), 'local' (``checkpoint``), 'random'
+    (needs ``init_audio``; options ``seed``, ``kmeans_iters``, ``max_init_frames``) or 'auto'
+    (pretrained when cached, else random; logged); the other options (``device``,
+    ``batch_size``, ...) go to :class:`CodecTokenizer`."""
+    random_options = ("seed", "kmeans_iters", "max_init_frames")
+    if weights == "auto":
+        if expected_codec_checkpoint().is_file():
+            logger.info("codec weights 'auto': using the pretrained EnCodec weights in %s",
+                        expected_codec_checkpoint())
+            weights = "pretrained"
+        else:
+            logger.warning("codec weights 'auto': no pretrained EnCodec weights at %s, so the "
+                           "codec gets RANDOM weights", expected_codec_checkpoint())
+            weights = "random"
+    if weights != "random":
+        options = {k: v for k, v in options.items() if k not in random_options}
     if weights == "pretrained":
         return CodecTokenizer.pretrained(**options)
     if weights == "local":
@@ -282,4 +330,4 @@ def load_codec(weights: str = "random", checkpoint: str | Path | None = None,
         return CodecTokenizer.from_checkpoint(checkpoint, **options)
     if weights == "random":
         return CodecTokenizer.random(init_audio, **options)
-    raise ValueError(f"weights must be one of {WEIGHT_SOURCES}, got {weights!r}")
+    raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")

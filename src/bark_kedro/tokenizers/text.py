@@ -1,7 +1,9 @@
 """Text tokenizers: Bark's BERT vocabulary, or character / phoneme vocabularies built from data.
 
 All tokenizers share a small interface: ``encode(text) -> list[int]``, ``decode(ids) -> str``,
-``vocab_size``, ``pad_id``, ``to_dict()`` and ``from_dict()`` (a JSON-able artifact).
+``vocab_size``, ``pad_id``, ``to_dict()`` and ``from_dict()`` (a JSON-able artifact), plus the
+raw id space the token tables store: ``encode_raw(text)`` gives ids in ``[0, text_vocab_size)``
+(for ``bark``: BERT ids without Bark's text offset; for ``chars``/``phonemes``: ``encode``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,12 @@ class TextTokenizer(Protocol):
     @property
     def pad_id(self) -> int: ...
 
+    @property
+    def text_vocab_size(self) -> int: ...
+
     def encode(self, text: str) -> list[int]: ...
+
+    def encode_raw(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Iterable[int]) -> str: ...
 
@@ -108,6 +115,11 @@ class VocabTokenizer:
         return len(self.symbols) + 2
 
     @property
+    def text_vocab_size(self) -> int:
+        """Size of the raw id space of :meth:`encode_raw` (pad and unk included)."""
+        return self.vocab_size
+
+    @property
     def pad_id(self) -> int:
         return 0
 
@@ -132,6 +144,10 @@ class VocabTokenizer:
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text``; unknown symbols map to :attr:`unk_id`."""
         return [self._ids.get(s, self.unk_id) for s in self.units(text)]
+
+    def encode_raw(self, text: str) -> list[int]:
+        """The token-table ids of ``text``: the same as :meth:`encode` for this tokenizer."""
+        return self.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
         """Join the symbols of ``ids``; pad is dropped, unknown ids read ``<unk>``."""
@@ -216,11 +232,20 @@ class BarkTextTokenizer:
     def pad_id(self) -> int:
         return TEXT_PAD_TOKEN
 
-    def encode(self, text: str) -> list[int]:
+    @property
+    def text_vocab_size(self) -> int:
+        """Size of the BERT vocabulary: the raw id space of :meth:`encode_raw`."""
+        return len(self.tokenizer)
+
+    def encode_raw(self, text: str) -> list[int]:
+        """BERT ids of ``text`` (no special tokens), without Bark's text offset."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return [i + TEXT_ENCODING_OFFSET for i in ids]
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def encode(self, text: str) -> list[int]:
+        """Bark text ids: :meth:`encode_raw` shifted by :data:`TEXT_ENCODING_OFFSET`."""
+        return [i + TEXT_ENCODING_OFFSET for i in self.encode_raw(text)]
 
     def decode(self, ids: Iterable[int]) -> str:
         raw = [int(i) - TEXT_ENCODING_OFFSET for i in ids if int(i) != TEXT_PAD_TOKEN]
