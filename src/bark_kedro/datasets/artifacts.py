@@ -1,0 +1,115 @@
+"""Versioned catalog entries for the tokenizer artifacts, written atomically.
+
+Each save goes to a hidden temporary name beside its target (in the version folder), then is
+renamed into place, so a crash never leaves a half-written artifact under the real name (and a
+later load never picks one up).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from abc import abstractmethod
+from pathlib import Path, PurePosixPath
+from typing import Any, Generic, TypeVar
+
+from kedro.io import AbstractVersionedDataset, DatasetError, Version
+
+from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.semantic import SemanticTokenizer
+
+T = TypeVar("T")
+
+
+class _LocalArtifactDataset(AbstractVersionedDataset[T, T], Generic[T]):
+    """A local file or folder written by ``_write(data, path)`` and read by ``_read(path)``."""
+
+    kind = "artifact"
+
+    def __init__(self, filepath: str, version: Version | None = None,
+                 load_args: dict[str, Any] | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
+        self._load_args = dict(load_args or {})
+        self.metadata = metadata
+
+    @abstractmethod
+    def _write(self, data: T, path: Path) -> None: ...
+
+    @abstractmethod
+    def _read(self, path: Path) -> T: ...
+
+    def load(self) -> T:
+        path = Path(self._get_load_path().as_posix())
+        if not path.exists():
+            raise DatasetError(f"no {self.kind} at {path}: run the pipeline that writes it")
+        return self._read(path)
+
+    def save(self, data: T) -> None:
+        path = Path(self._get_save_path().as_posix())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            self._write(data, tmp)
+            os.replace(tmp, path)  # atomic for a file; a folder is renamed (path is new)
+        finally:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif tmp.exists():
+                tmp.unlink()
+
+    def _exists(self) -> bool:
+        try:
+            path = self._get_load_path()
+        except DatasetError:
+            return False
+        return Path(path.as_posix()).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version,
+                "load_args": self._load_args}
+
+
+class SemanticTokenizerDataset(_LocalArtifactDataset[SemanticTokenizer]):
+    """A :class:`SemanticTokenizer` folder (feature config + k-means quantizer).
+
+    ``load_args`` override the saved feature config (e.g. ``device``, ``checkpoint``)::
+
+        semantic_tokenizer:
+          type: bark_kedro.datasets.artifacts.SemanticTokenizerDataset
+          filepath: data/06_models/semantic_tokenizer
+          versioned: true
+    """
+
+    kind = "semantic tokenizer"
+
+    def _write(self, data: SemanticTokenizer, path: Path) -> None:
+        if not isinstance(data, SemanticTokenizer):
+            raise DatasetError(f"expected a SemanticTokenizer, got {type(data).__name__}")
+        data.save(path)
+
+    def _read(self, path: Path) -> SemanticTokenizer:
+        return SemanticTokenizer.load(path, **self._load_args)
+
+
+class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
+    """A :class:`CodecTokenizer` file (``weights_source`` + EnCodec state dict).
+
+    ``load_args`` go to :meth:`CodecTokenizer.from_checkpoint` (e.g. ``device``)::
+
+        codec_model:
+          type: bark_kedro.datasets.artifacts.CodecModelDataset
+          filepath: data/06_models/codec_model.pt
+          versioned: true
+    """
+
+    kind = "codec model"
+
+    def _write(self, data: CodecTokenizer, path: Path) -> None:
+        if not isinstance(data, CodecTokenizer):
+            raise DatasetError(f"expected a CodecTokenizer, got {type(data).__name__}")
+        data.save(path)
+
+    def _read(self, path: Path) -> CodecTokenizer:
+        return CodecTokenizer.from_checkpoint(path, **self._load_args)
