@@ -1,0 +1,184 @@
+"""The tokenize pipeline end to end through Kedro sessions: tables, rejects, MLflow, versions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from kedro.config import OmegaConfigLoader
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io import Version
+
+from bark_kedro.datasets.artifacts import CodecModelDataset, SemanticTokenizerDataset
+from bark_kedro.tokenizers.corpus import tokenize_codec, tokenize_semantic
+from bark_kedro.tokenizers.tables import (
+    CODEC_TOKEN_COLUMNS,
+    SEMANTIC_TOKEN_COLUMNS,
+    TEXT_TOKEN_COLUMNS,
+    codes_matrix,
+)
+from bark_kedro.tokenizers.text import text_tokenizer_from_dict
+from tests.pipelines.test_ingest_pipeline import latest_run, nested, run_pipeline
+
+FAST = {  # small enough for a test on 2 shared cores
+    "tokenize.progress": False,
+    "tokenize.semantic.n_clusters": 8,
+    "tokenize.semantic.max_iter": 10,
+    "tokenize.codec.kmeans_iters": 2,
+    "tokenize.codec.max_init_frames": 1024,
+    "tokenize.codec.weights": "random",
+}
+TABLES = ("text_tokens", "semantic_tokens", "codec_tokens", "rejected_tokenization")
+
+
+def ingest(project: Path, utterances_per_speaker: int, output_dir: str) -> str:
+    """Ingest a 2-speaker demo corpus; the written version of ``utterances``."""
+    run_pipeline(project, "ingest", {
+        "ingest.demo_corpus.num_speakers": 2,
+        "ingest.demo_corpus.utterances_per_speaker": utterances_per_speaker,
+        "ingest.processing.validation_fraction": 0.3, "ingest.output_dir": output_dir,
+        "ingest.progress": False})
+    return latest_run(project).data.tags["dataset.utterances.written_version"]
+
+
+def tokenize(project: Path, load_versions: dict[str, str] | None = None, **params) -> None:
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=nested({**FAST, **params})
+                             ) as session:
+        session.run(pipeline_names=["tokenize"], load_versions=load_versions or {})
+
+
+def versions(project: Path, name: str) -> list[Path]:
+    return sorted((project / "data/05_model_input" / f"{name}.parquet").iterdir())
+
+
+def table(project: Path, name: str, index: int = -1) -> pd.DataFrame:
+    folder = versions(project, name)[index]
+    return pd.read_parquet(folder / f"{name}.parquet")
+
+
+def digest(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+
+
+def break_audio(project: Path, utterances: pd.DataFrame) -> dict[str, str]:
+    """Make one 16 kHz file unreadable and one 24 kHz file 3x too long; the expected rejects."""
+    bad_16k, long_24k = utterances.utterance_id.iloc[1], utterances.utterance_id.iloc[2]
+    row = utterances.set_index("utterance_id")
+    (project / row.loc[bad_16k, "audio_16k_path"]).write_bytes(b"RIFF not really a wav")
+    path = project / row.loc[long_24k, "audio_24k_path"]
+    audio, rate = sf.read(path, dtype="float32")
+    sf.write(path, np.tile(audio, 3), rate, subtype="FLOAT")
+    return {bad_16k: "semantic", long_24k: "codec"}
+
+
+@pytest.mark.slow
+def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path) -> None:
+    first_utterances = ingest(project_copy, 4, "data/02_intermediate/a")
+    utterances = pd.read_parquet(project_copy / "data/03_primary/utterances.parquet"
+                                 / first_utterances / "utterances.parquet")
+    expected_rejects = break_audio(project_copy, utterances)
+    # a second, newer version of `utterances` (6 rows; its audio elsewhere: ingest overwrites)
+    ingest(project_copy, 3, "data/02_intermediate/b")
+    tokenize(project_copy, load_versions={"utterances": first_utterances})
+
+    run = latest_run(project_copy)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dataset.utterances.read_version"] == first_utterances
+    assert run.data.tags["codec_weights"] == "random"
+    assert run.data.tags["semantic_features"] == "mfcc"
+    assert run.data.tags["text_tokenizer"] == "chars"
+    assert run.data.metrics["tokenize.stages.codec.audio_s_per_s"] > 0
+    assert run.data.metrics["tokenize.n_utterances"] == len(utterances) == 8
+    assert run.data.metrics["tokenize.n_rejected"] == 2
+    for name in (*TABLES, "text_tokenizer", "semantic_tokenizer", "codec_model"):
+        assert f"dataset.{name}.written_version" in run.data.tags, name
+
+    rejects = table(project_copy, "rejected_tokenization")
+    assert dict(zip(rejects.utterance_id, rejects.stage, strict=True)) == expected_rejects
+    reasons = dict(zip(rejects.stage, rejects.reason, strict=True))
+    assert reasons["semantic"].startswith("unreadable_audio")
+    assert reasons["codec"].startswith("frame_mismatch")
+
+    text, semantic, codec = (table(project_copy, n) for n in TABLES[:3])
+    assert list(text.columns) == TEXT_TOKEN_COLUMNS
+    assert list(semantic.columns) == SEMANTIC_TOKEN_COLUMNS
+    assert list(codec.columns) == CODEC_TOKEN_COLUMNS
+    assert text.utterance_id.tolist() == utterances.utterance_id.tolist()  # ingest order
+    for name, frame in (("semantic", semantic), ("codec", codec)):
+        kept = [u for u in utterances.utterance_id if expected_rejects.get(u) != name]
+        assert frame.utterance_id.tolist() == kept
+    assert set(text.split) == {"train", "validation"}
+
+    artifacts = project_copy / "data/06_models"
+    vocab = text_tokenizer_from_dict(json.loads(
+        (artifacts / "text_tokenizer.json" / run.data.tags["dataset.text_tokenizer.written_version"]
+         / "text_tokenizer.json").read_text()))
+    for row in text.itertuples():
+        assert row.text_ids.dtype == np.int32 and len(row.text_ids) > 0
+        assert row.text_ids.max() < vocab.text_vocab_size
+        assert row.text_ids.tolist() == vocab.encode_raw(row.text)
+
+    durations = utterances.set_index("utterance_id").duration_s
+    for row in semantic.itertuples():  # the two streams agree with the duration
+        assert row.semantic_ids.dtype == np.int32
+        assert abs(len(row.semantic_ids) - durations[row.utterance_id] * 50) <= 1
+        assert 0 <= row.semantic_ids.min() and row.semantic_ids.max() < 8
+    for _, row in codec.iterrows():
+        codes = codes_matrix(row)
+        assert codes.dtype == np.int16 and codes.shape == (8, row.n_frames)
+        assert abs(row.n_frames - durations[row.utterance_id] * 75) <= 1
+        assert 0 <= codes.min() and codes.max() < 1024
+
+    # the saved artifacts reproduce the tables
+    latest = Version(None, None)
+    semantic_tok = SemanticTokenizerDataset(str(artifacts / "semantic_tokenizer"), latest).load()
+    codec_tok = CodecModelDataset(str(artifacts / "codec_model.pt"), latest).load()
+    assert codec_tok.weights_source == "random"
+    semantic_again = tokenize_semantic(utterances, semantic_tok, progress=False)[0]
+    codec_again = tokenize_codec(utterances, codec_tok, progress=False)[0]
+    for a, b in zip(semantic.semantic_ids, semantic_again.semantic_ids, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(codec.codes, codec_again.codes, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    # a second run (latest utterances: 6 rows) writes new versions and leaves the first alone
+    before = {name: digest(versions(project_copy, name)[0]) for name in TABLES}
+    tokenize(project_copy)
+    for name in TABLES:
+        assert len(versions(project_copy, name)) == 2, name
+        assert digest(versions(project_copy, name)[0]) == before[name], name
+    assert len(table(project_copy, "text_tokens")) == 6
+    assert len(table(project_copy, "text_tokens", 0)) == 8
+    assert len(list((artifacts / "semantic_tokenizer").iterdir())) == 2
+    assert len(list((artifacts / "codec_model.pt").iterdir())) == 2
+
+
+@pytest.mark.parametrize("key, value", [
+    ("tokenize.semantic.n_clusters", -3),
+    ("tokenize.codec.weights", "best"),
+    ("tokenize.text.kind", "words"),
+])
+def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path, key, value) -> None:
+    with pytest.raises(Exception, match=key.rsplit(".", 1)[1]):
+        run_pipeline(project_copy, "tokenize", {key: value})
+    assert not (project_copy / "data/05_model_input").exists()
+
+
+def test_catalog_puts_every_output_in_a_layer(project_copy: Path) -> None:
+    catalog = OmegaConfigLoader(str(project_copy / "conf"), base_env="base",
+                                default_run_env="local")["catalog"]
+    layers = {name: entry["metadata"]["kedro-viz"]["layer"] for name, entry in catalog.items()
+              if name in (*TABLES, "text_tokenizer", "semantic_tokenizer", "codec_model",
+                          "tokenize_summary", "tokenize_metrics", "tokenize_tags")}
+    assert set(layers.values()) == {"model_input", "models", "reporting"}
+    assert len(layers) == 10
+    assert all(catalog[name].get("versioned") for name in (*TABLES, "text_tokenizer",
+                                                           "semantic_tokenizer", "codec_model"))
