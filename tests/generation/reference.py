@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bark_kedro.models import load_suno_checkpoint
+from bark_kedro.generation import GenerationConfig
+from bark_kedro.models import (
+    build_model,
+    coarse_config,
+    fine_config,
+    load_suno_checkpoint,
+    semantic_config,
+)
 from bark_kedro.models.tokens import BarkVocab
 from tests.models.reference_models import perturb_, save_suno
 
@@ -19,6 +26,11 @@ SIZES = dict(n_layer=2, n_head=2, n_embd=32, dropout=0.0, bias=False)
 SEMANTIC_BLOCK = 256 + 48  # room for 48 semantic tokens
 COARSE_BLOCK = 400
 FINE_BLOCK = 1024
+
+# Small models trained here: small vocabularies, block size 128 ("test" preset), windows to fit.
+TINY_VOCAB = BarkVocab.build(text_vocab_size=30, semantic_vocab_size=60, codebook_size=1024)
+TINY_CONFIG = GenerationConfig(semantic_window=32, max_coarse_history=60, sliding_window_len=20,
+                               fine_window=64, max_semantic_tokens=40)
 
 BARK_CONSTANTS = {
     "SEMANTIC_VOCAB_SIZE": "semantic_vocab_size",
@@ -85,3 +97,10 @@ class FakeBertTokenizer:
 
 def random_text_ids(n: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).integers(0, VOCAB.text_vocab_size, n).tolist()
+
+
+def tiny_models(vocab: BarkVocab = TINY_VOCAB, seed: int = 0) -> dict:
+    """Randomly initialised ``test``-preset models of the three stages: ``{stage: model}``."""
+    makers = [("semantic", semantic_config), ("coarse", coarse_config), ("fine", fine_config)]
+    return {name: build_model(make("test", vocab), seed=seed + i)
+            for i, (name, make) in enumerate(makers)}

@@ -19,17 +19,15 @@ from bark_kedro.generation.coarse import _coarse_window
 from bark_kedro.generation.fine import _fine_window
 from bark_kedro.generation.sampling import row_keys
 from bark_kedro.generation.semantic import _semantic_loop
-from bark_kedro.models import BarkVocab, build_model, coarse_config, fine_config, semantic_config
+from bark_kedro.models import build_model, semantic_config
+from tests.generation.reference import TINY_CONFIG, TINY_VOCAB, tiny_models
 
-VOCAB = BarkVocab.build(text_vocab_size=30, semantic_vocab_size=60, codebook_size=1024)
-SMALL = GenerationConfig(semantic_window=32, max_coarse_history=60, sliding_window_len=20,
-                         fine_window=64, max_semantic_tokens=40)
+VOCAB, SMALL = TINY_VOCAB, TINY_CONFIG
 
 
 @pytest.fixture(scope="module")
 def models():
-    return {name: build_model(make("test", VOCAB), seed=i) for i, (name, make) in enumerate(
-        [("semantic", semantic_config), ("coarse", coarse_config), ("fine", fine_config)])}
+    return tiny_models()
 
 
 def _texts(n, seed=0):

@@ -1,0 +1,175 @@
+"""``bark-kedro-synthesize``: text (+ optional voice) -> WAV, without Kedro.
+
+Models are Orbax directories written by ``bark_kedro.models.save_model`` or official
+suno ``.pt`` files; the tokenizers are the project's artifacts (a text tokenizer JSON, a
+``CodecTokenizer.save`` file, and for voice cloning a ``SemanticTokenizer.save``
+directory). Example::
+
+    bark-kedro-synthesize "Hello there. How are you?" -o hello.wav \\
+        --semantic models/semantic --coarse models/coarse --fine models/fine \\
+        --text-tokenizer text_tokenizer.json --codec codec.pt --voice speaker.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from bark_kedro.generation.config import GenerationConfig
+
+logger = logging.getLogger("bark_kedro.synthesize")
+
+_FIELDS = {f.name: f for f in dataclasses.fields(GenerationConfig)}
+
+
+def _optional(kind):
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments (generation options mirror :class:`GenerationConfig`)."""
+    parser = argparse.ArgumentParser(
+        prog="bark-kedro-synthesize", description="Synthesize speech with Bark-style models.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("text", nargs="?", help="text to speak (or use --text-file)")
+    parser.add_argument("--text-file", type=Path, help="read the text from this file")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    models = parser.add_argument_group("models (Orbax directory or suno .pt file)")
+    for stage in ("semantic", "coarse", "fine"):
+        models.add_argument(f"--{stage}", type=Path, required=True, help=f"the {stage} model")
+    tok = parser.add_argument_group("tokenizers")
+    tok.add_argument("--text-tokenizer", type=Path, required=True,
+                     help="text tokenizer JSON (TextTokenizer.to_dict)")
+    tok.add_argument("--codec", type=Path, required=True,
+                     help="codec file written by CodecTokenizer.save (or EnCodec .th weights)")
+    tok.add_argument("--semantic-tokenizer", type=Path,
+                     help="SemanticTokenizer.save directory (needed by --clone)")
+    voice = parser.add_argument_group("voice")
+    voice.add_argument("--voice", type=Path, help="Bark .npz voice prompt")
+    voice.add_argument("--clone", type=Path, help="a recording of the voice to imitate")
+    voice.add_argument("--save-voice", type=Path, help="write the voice prompt used to this .npz")
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--bfloat16", action="store_true",
+                     help="cast weights to bfloat16 for generation (less memory traffic)")
+    defaults = GenerationConfig()
+    kinds = {"fine_temperature": _optional(float), "top_k": _optional(int),
+             "top_p": _optional(float), "min_eos_p": _optional(float),
+             "max_semantic_tokens": _optional(int), "allow_early_stop": _bool}
+    for name in _FIELDS:
+        kind = kinds.get(name, type(getattr(defaults, name)))
+        gen.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
+                         default=getattr(defaults, name))
+    return parser
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def load_stage_model(path: Path, stage: str, vocab=None):
+    """A model from an Orbax directory (``models.load_model``) or a suno ``.pt`` file."""
+    from bark_kedro.models import BARK_VOCAB, load_model, load_suno_checkpoint
+
+    if path.is_dir():
+        model, config = load_model(path)
+        found = getattr(config, "stage", "fine")
+        if found != stage:
+            raise ValueError(f"{str(path)!r} holds the {found} model, not the {stage} model")
+        return model
+    if path.is_file():
+        return load_suno_checkpoint(path, stage=stage, vocab=vocab or BARK_VOCAB)[0]
+    raise FileNotFoundError(f"--{stage}: {str(path)!r} is neither a model directory nor a file")
+
+
+def load_text_tokenizer(path: Path):
+    """The text tokenizer saved as JSON by ``to_dict()``."""
+    from bark_kedro.tokenizers.text import text_tokenizer_from_dict
+
+    if not path.is_file():
+        raise FileNotFoundError(f"--text-tokenizer: {str(path)!r} does not exist")
+    return text_tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _voice(args, synthesizer):
+    from bark_kedro.generation.voice import load_voice_prompt, voice_prompt_from_audio
+
+    if args.voice and args.clone:
+        raise ValueError("give either --voice or --clone, not both")
+    if args.voice:
+        return load_voice_prompt(args.voice)
+    if not args.clone:
+        return None
+    if args.semantic_tokenizer is None:
+        raise ValueError("--clone needs --semantic-tokenizer (a SemanticTokenizer.save directory)")
+    from bark_kedro.audio.io import load_audio
+    from bark_kedro.audio.processing import to_mono
+    from bark_kedro.tokenizers.semantic import SemanticTokenizer
+
+    audio, rate = load_audio(args.clone)
+    return voice_prompt_from_audio(to_mono(audio), rate, SemanticTokenizer.load(
+        args.semantic_tokenizer), synthesizer.codec, synthesizer.vocab.n_coarse_codebooks)
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Load everything named in ``args``, synthesize, write the WAV; returns its path."""
+    import jax.numpy as jnp
+
+    from bark_kedro.audio.io import write_audio_atomic
+    from bark_kedro.generation.synthesis import SAMPLE_RATE, Synthesizer
+    from bark_kedro.generation.voice import save_voice_prompt
+    from bark_kedro.tokenizers.codec import CodecTokenizer
+
+    if (args.text is None) == (args.text_file is None):
+        raise ValueError("give the text either as an argument or with --text-file")
+    text = args.text if args.text_file is None else args.text_file.read_text(encoding="utf-8")
+    config = GenerationConfig(**{name: getattr(args, name) for name in _FIELDS})
+    orbax_dirs = [p for p in (args.semantic, args.coarse, args.fine) if p.is_dir()]
+    vocab = None
+    if orbax_dirs:
+        from bark_kedro.models import load_config
+
+        vocab = load_config(orbax_dirs[0]).vocab
+    models = [load_stage_model(p, s, vocab) for p, s in
+              ((args.semantic, "semantic"), (args.coarse, "coarse"), (args.fine, "fine"))]
+    codec = CodecTokenizer.from_checkpoint(args.codec)
+    synthesizer = Synthesizer(*models, load_text_tokenizer(args.text_tokenizer), codec, config,
+                              weights_dtype=jnp.bfloat16 if args.bfloat16 else None)
+    voice = _voice(args, synthesizer)
+    if args.save_voice and voice is None:
+        raise ValueError("--save-voice needs --voice or --clone")
+    if args.save_voice:
+        save_voice_prompt(args.save_voice, voice)
+        logger.info("wrote voice prompt %s", args.save_voice)
+    audio = synthesizer.synthesize(text, voice=voice, seed=args.seed)
+    path = write_audio_atomic(args.output, audio, SAMPLE_RATE)
+    logger.info("wrote %s (%.2f s of audio)", path, len(audio) / SAMPLE_RATE)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the exit status (2 on bad input)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
