@@ -17,7 +17,7 @@ import pandas as pd
 
 from bark_kedro.models import BARK_VOCAB, BarkVocab
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
-from bark_kedro.training.data import build_stage_examples
+from bark_kedro.training.data import NEEDED, build_stage_examples
 from bark_kedro.training.loop import TrainResult, train
 from bark_kedro.training.model_init import build_stage_model
 
@@ -64,7 +64,7 @@ def run_fingerprint(
     data: StageDataConfig,
     config: TrainConfig,
 ) -> str:
-    """A short hash of everything that decides a run's result: the configs and the tokens.
+    """A short hash of what decides a run's result: the configs and the stage's token tables.
 
     Runs with the same fingerprint share checkpoints (a restart resumes); new tokens or
     parameters start a new run.
@@ -73,10 +73,8 @@ def run_fingerprint(
     settings = {"init": asdict(init), "data": asdict(data), "train": asdict(config)}
     settings["train"].pop("progress")
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    for name in sorted(TOKEN_COLUMNS):
-        table = tables.get(name)
-        if table is None:
-            continue
+    for name in NEEDED[config.stage]:
+        table = tables[name]
         digest.update(name.encode())
         for utterance_id, split, ids in zip(
             table["utterance_id"], table["split"], table[TOKEN_COLUMNS[name]], strict=True
