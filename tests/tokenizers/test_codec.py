@@ -130,3 +130,41 @@ def test_bad_input_is_named(codec, init_audio):
         load_codec("local")
     with pytest.raises(ValueError, match="weights must be one of"):
         load_codec("best")
+
+
+def test_parallel_cpu_path_matches_padded_batches(codec, make_tone):
+    from bark_kedro.tokenizers.codec_encoder import inference_copy
+
+    clips = [make_tone(d, SR, seed=s) for s, d in enumerate((0.9, 0.35, 1.4, 0.04, 0.013))]
+    with torch.inference_mode():  # the library's own one-clip path (full frames, no chunks)
+        alone = [codec.model.encode(torch.from_numpy(np.pad(c, (0, -len(c) % 320)))[None, None]
+                                    )[0][0][0].numpy() for c in clips]
+    one = codec.with_options(cpu_workers=1, batch_size=3).encode_batch(clips)
+    two = codec.with_options(cpu_workers=2, batch_size=3).encode_batch(clips)
+    for ref, a, b in zip(alone, one, two, strict=True):
+        assert ref.shape == a.shape == b.shape and a.dtype == np.int16
+        np.testing.assert_array_equal(a, b)  # a group's result does not depend on its thread
+    # batched LSTM rounding may flip near-ties of the random codebooks, nothing more
+    first = np.concatenate([a[0] for a in one]) == np.concatenate([r[0] for r in alone])
+    assert np.mean(first) >= 0.9
+    assert [a[0, 0] for a in one[-2:]] == [r[0, 0] for r in alone[-2:]]  # short clips too
+    x = torch.from_numpy(make_tone(0.5, SR))[None, None]
+    with torch.inference_mode():  # folded weight norm + pointwise convs: the same encoder
+        torch.testing.assert_close(inference_copy(codec.model.encoder)(x), codec.model.encoder(x),
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="cpu_workers"):
+        codec.with_options(cpu_workers=-1)
+
+
+def test_auto_weights_use_the_cache_when_there(codec, init_audio, tmp_path, caplog):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    try:
+        with caplog.at_level("WARNING"):
+            auto = load_codec("auto", init_audio=init_audio, kmeans_iters=1)
+        assert auto.weights_source == "random" and "RANDOM weights" in caplog.text
+        expected_codec_checkpoint().parent.mkdir(parents=True)
+        torch.save(codec.model.state_dict(), expected_codec_checkpoint())
+        assert load_codec("auto", kmeans_iters=1).weights_source == "pretrained"
+    finally:
+        torch.hub.set_dir(old)

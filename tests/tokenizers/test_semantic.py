@@ -141,3 +141,21 @@ def test_semantic_tokenizer_end_to_end(tmp_path, make_tone):
     assert [len(i) for i in tok.encode_batch(train)] == [len(f) for f in feats]
     with pytest.raises(ValueError, match="fitted on 39-dim"):
         SemanticTokenizer(build_feature_extractor("mfcc", n_mfcc=5), q)
+
+
+def test_semantic_tokenizer_saves_and_loads_a_folder(tmp_path, make_tone):
+    train = [make_tone(d, SR, seed=s) for s, d in enumerate((1.0, 1.5))]
+    path = tmp_path / "w.pth"
+    torch.save(_tiny_model().state_dict(), path)
+    audio = make_tone(0.7, SR, seed=5)
+    for ext in (build_feature_extractor("mfcc", n_mfcc=8),
+                build_feature_extractor("hubert", layer=2, checkpoint=str(path),
+                                        model_params=TINY_HUBERT)):
+        q = fit_semantic_quantizer(extract_features(ext, train), n_clusters=5, seed=0)
+        tok = SemanticTokenizer(ext, q)
+        tok.save(tmp_path / ext.kind)
+        again = SemanticTokenizer.load(tmp_path / ext.kind)
+        assert again.extractor.config() == ext.config() and again.vocab_size == 5
+        np.testing.assert_array_equal(again.encode(audio), tok.encode(audio))
+    with pytest.raises(FileNotFoundError, match="quantizer.npz"):
+        SemanticTokenizer.load(tmp_path / "nothing")

@@ -133,6 +133,9 @@ def test_bark_tokenizer_from_path_matches_reference(tmp_path):
     assert tok.decode(tok.encode("hello, world!") + [TEXT_PAD_TOKEN]) == "hello, world!"
     again = text_tokenizer_from_dict(json.loads(json.dumps(tok.to_dict())))
     assert again.encode(text) == expected
+    # the token tables hold raw BERT ids: [0, text_vocab_size), without the offset
+    assert tok.encode_raw(text) == [i - TEXT_ENCODING_OFFSET for i in expected]
+    assert tok.text_vocab_size == len(TINY_VOCAB) == len(reference.vocab)
 
 
 def test_bark_tokenizer_from_hf_cache_layout(tmp_path):
@@ -151,3 +154,10 @@ def test_bark_tokenizer_missing_files_say_where(tmp_path):
         BarkTextTokenizer(cache_dir=tmp_path / "empty-cache")
     with pytest.raises(FileNotFoundError, match="vocab.txt"):
         BarkTextTokenizer(path=tmp_path)
+
+
+def test_vocab_tokenizer_raw_ids_are_its_ids():
+    tok = build_text_tokenizer("chars", texts=TRAIN)
+    assert tok.text_vocab_size == tok.vocab_size
+    assert tok.encode_raw("hello?") == tok.encode("hello?")
+    assert max(tok.encode_raw(" ".join(TRAIN))) < tok.text_vocab_size

@@ -8,7 +8,8 @@ overflow the caches), and intra-op threads scale poorly on single clips. So here
 thread (torch intra-op threads set to 1 while it runs) takes a group of clips of similar
 length, runs the convolutions clip by clip, then the LSTM, the last convolution and the
 quantizer on the group as one zero-padded batch. EnCodec 24 kHz is causal, so right padding
-leaves every clip's own frames unchanged. Weight norm is folded into the weights once (a copy
+leaves every clip's own frames unchanged (LSTM outputs past a clip's end are zeroed: a lone
+short clip's reflect padding sees zeros there). Weight norm is folded into the weights once (a copy
 of the encoder), instead of being recomputed at every call.
 """
 
@@ -87,7 +88,8 @@ class ParallelEncoder:
         layers = list(inference_copy(model.encoder).model)
         split = next(i for i, layer in enumerate(layers) if isinstance(layer, SLSTM))
         self.convolutions = torch.nn.Sequential(*layers[:split]).eval()
-        self.tail = torch.nn.Sequential(*layers[split:]).eval()  # LSTM, ELU, last conv
+        self.lstm = layers[split].eval()
+        self.tail = torch.nn.Sequential(*layers[split + 1:]).eval()  # ELU, last conv
         self.quantizer = model.quantizer
         self.frame_rate = model.frame_rate
         self.bandwidth = model.bandwidth
@@ -101,7 +103,10 @@ class ParallelEncoder:
             batch = torch.zeros(len(pieces), hidden[0].shape[0], max(frames))
             for row, h in enumerate(hidden):
                 batch[row, :, : h.shape[1]] = h
-            codes = self.quantizer.encode(self.tail(batch), self.frame_rate, self.bandwidth)
+            hidden = self.lstm(batch)
+            for row, n in enumerate(frames):  # as a lone clip sees it: the last convolution's
+                hidden[row, :, n:] = 0.0  # reflect padding of a short clip reflects zeros
+            codes = self.quantizer.encode(self.tail(hidden), self.frame_rate, self.bandwidth)
             codes = codes.transpose(0, 1)  # (group, n_q, frames)
             return [codes[row, :, :n].clone() for row, n in enumerate(frames)]
 

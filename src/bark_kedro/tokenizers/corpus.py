@@ -14,6 +14,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from bark_kedro.audio.io import load_audio
 from bark_kedro.tokenizers.codec import CodecTokenizer, expected_codec_checkpoint
+from bark_kedro.tokenizers.codec_encoder import intra_op_threads
 from bark_kedro.tokenizers.config import CodecConfig, SemanticConfig, TextConfig
 from bark_kedro.tokenizers.frames import (
     CODEC_HOP,
@@ -179,6 +181,34 @@ def tokenize_text(utterances: pd.DataFrame, tokenizer: TextTokenizer, progress: 
 
 
 # ---- semantic ---------------------------------------------------------------------------------
+def _threads_for(extractor: Any):
+    """MFCC ops are tiny: torch's intra-op threads only add synchronisation (many times slower
+    on a busy machine), so they run on one thread."""
+    return intra_op_threads(1) if extractor.kind == "mfcc" else nullcontext()
+
+
+def _fit_features(train: pd.DataFrame, extractor: Any, config: SemanticConfig,
+                  progress: bool) -> tuple[list[np.ndarray], int, dict[str, float]]:
+    """Features of train clips in a seeded random order until ``max_fit_frames``."""
+    feats, n_frames = [], 0
+    meter = _Meter(train["duration_s"].sum(), "semantic features (fit)", progress)
+    for k in np.random.default_rng(config.seed).permutation(len(train)):
+        row = train.iloc[int(k)]
+        meter.add(row["duration_s"])
+        try:
+            feats.append(extractor(read_clip(row["audio_16k_path"], SEMANTIC_SAMPLE_RATE)))
+        except (Rejected, ValueError) as err:
+            logger.warning("semantic fit skips %s: %s", row["utterance_id"], err)
+            continue
+        n_frames += len(feats[-1])
+        if n_frames >= config.max_fit_frames:
+            break
+    meter.bar.total = round(meter.audio_s, 2)
+    stats = meter.stats(n_fit_utterances=len(feats),
+                        n_fit_frames=min(n_frames, config.max_fit_frames))
+    return feats, n_frames, stats
+
+
 def fit_semantic_tokenizer(utterances: pd.DataFrame, config: SemanticConfig,
                            progress: bool = True) -> tuple[SemanticTokenizer, dict[str, float]]:
     """Extract features of train-split utterances (a seeded random order, until
@@ -186,24 +216,8 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame, config: SemanticConfig,
     here (the tokenize step rejects them)."""
     train = train_rows(utterances, "the semantic quantizer")
     extractor = config.build_extractor()
-    order = np.random.default_rng(config.seed).permutation(len(train))
-    feats, n_frames = [], 0
-    meter = _Meter(train["duration_s"].sum(), "semantic features (fit)", progress)
-    for k in order:
-        row = train.iloc[int(k)]
-        try:
-            feats.append(extractor(read_clip(row["audio_16k_path"], SEMANTIC_SAMPLE_RATE)))
-        except (Rejected, ValueError) as err:
-            logger.warning("semantic fit skips %s: %s", row["utterance_id"], err)
-            continue
-        finally:
-            meter.add(row["duration_s"])
-        n_frames += len(feats[-1])
-        if n_frames >= config.max_fit_frames:
-            break
-    meter.bar.total = round(meter.audio_s, 2)
-    stats = meter.stats(n_fit_utterances=len(feats), n_fit_frames=min(n_frames,
-                                                                     config.max_fit_frames))
+    with _threads_for(extractor):
+        feats, n_frames, stats = _fit_features(train, extractor, config, progress)
     if n_frames < config.n_clusters:
         raise ValueError(f"only {n_frames} feature frames in the train split, fewer than "
                          f"n_clusters={config.n_clusters}: lower n_clusters or add audio")
@@ -223,7 +237,8 @@ def tokenize_semantic(utterances: pd.DataFrame, tokenizer: SemanticTokenizer,
         check_frames(len(ids), row.duration_s, SEMANTIC_RATE, "semantic")
         return {"duration_s": float(row.duration_s), "semantic_ids": ids}
 
-    rows, rejects, stats = _tokenize_rows(utterances, "semantic", _guarded(encode), progress)
+    with _threads_for(tokenizer.extractor):
+        rows, rejects, stats = _tokenize_rows(utterances, "semantic", _guarded(encode), progress)
     return semantic_tokens_table(rows), rejects, stats
 
 
