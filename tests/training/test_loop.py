@@ -111,3 +111,7 @@ def test_evaluate_examples_counts_every_loss_token():
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     with pytest.raises(ValueError, match="is a fine model, the coarse stage"):
         evaluate_examples(model, val_ex, "coarse")
+    half = build_stage_model("fine", VOCAB, ModelInitConfig(
+        preset="test", overrides={"dtype": "bfloat16"}), seed=0)  # same weights, bf16 compute
+    low = evaluate_examples(half, val_ex, "fine", tokens_per_batch=1024)
+    assert low["loss"] == pytest.approx(metrics["loss"], rel=0.02) and low["loss"] != metrics["loss"]

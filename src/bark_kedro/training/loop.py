@@ -7,8 +7,6 @@ bit for bit as if it had never stopped.
 
 from __future__ import annotations
 
-import logging
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -16,36 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from tqdm.auto import tqdm
 
-from bark_kedro.training.batching import DataPosition
-from bark_kedro.training.checkpoints import TrainCheckpoints
 from bark_kedro.training.config import StageDataConfig, TrainConfig
-from bark_kedro.training.data import make_batcher, max_positions
-from bark_kedro.training.evaluate import Evaluator
+from bark_kedro.training.data import max_positions
 from bark_kedro.training.layouts import Example
-from bark_kedro.training.mesh import (
-    batch_width,
-    device_facts,
-    global_batch,
-    is_primary,
-    make_mesh,
-    state_shardings,
-)
+from bark_kedro.training.mesh import device_facts, is_primary
 from bark_kedro.training.model_init import check_stage_model, count_params
-from bark_kedro.training.optimizer import make_optimizer
-from bark_kedro.training.state import split_model
-from bark_kedro.training.steps import make_train_steps
+from bark_kedro.training.session import TrainingDiverged, TrainSession, host_copy
 
-log = logging.getLogger(__name__)
+__all__ = ["TrainResult", "TrainingDiverged", "train"]
 MetricsCallback = Callable[[int, dict[str, float]], None]
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss or gradient norm stopped being finite."""
 
 
 @dataclass
@@ -78,164 +57,6 @@ def _check_inputs(model, train_examples, val_examples, config: TrainConfig) -> N
             )
 
 
-def _host_copy(tree):
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        tree = multihost_utils.process_allgather(tree, tiled=True)
-    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), jax.device_get(tree))
-
-
-class _Run:
-    """State and bookkeeping of one call of :func:`train`."""
-
-    def __init__(self, model, train_examples, val_examples, config, data_config, run_dir):
-        self.config, self.stage = config, config.stage
-        self.mesh = make_mesh(config.mesh)
-        self.parts, frozen, trainable = split_model(model)
-        self.train_examples = train_examples
-        max_len = max_positions(model.config)
-        self.batcher = make_batcher(
-            train_examples, data_config, config.tokens_per_batch, batch_width(self.mesh),
-            config.seed, max_len, fill_with_repeats=True,
-        )
-        self.optimizer, schedule = make_optimizer(config.optimizer, config.steps)
-        self.schedule = jax.jit(schedule)
-        opt_abstract = jax.eval_shape(self.optimizer.init, trainable)
-        self.shardings = (
-            state_shardings(frozen, self.mesh),
-            state_shardings(trainable, self.mesh),
-            state_shardings(opt_abstract, self.mesh),
-        )
-        self.frozen = jax.device_put(frozen, self.shardings[0])
-        self.trainable = jax.device_put(trainable, self.shardings[1])
-        self.steps = make_train_steps(
-            self.parts, self.stage, model.config.vocab, self.optimizer, self.mesh,
-            self.shardings[:2], self.shardings[2], dropout=float(model.config.dropout) > 0,
-        )
-        self.evaluator = Evaluator(
-            self.parts, self.stage, val_examples, self.mesh, self.shardings[:2],
-            config.tokens_per_batch, data_config, config.eval_batches, max_len,
-        )
-        self.checkpoints = TrainCheckpoints(run_dir, config.keep_checkpoints)
-        self.model_config = model.config.to_dict()
-        self.history: dict[str, list] = {"train": [], "eval": [], "epochs": []}
-        self.step, self.position, self.resumed_from = 0, DataPosition(), None
-        self._restore_or_init(opt_abstract)
-        self.base_key = jax.random.key(config.seed)
-        self.rates: list[float] = []
-        self.last_done = 0.0
-
-    def _restore_or_init(self, opt_abstract) -> None:
-        if self.checkpoints.latest_step() is None:
-            init = jax.jit(self.optimizer.init, out_shardings=self.shardings[2])
-            self.opt_state = init(self.trainable)
-            return
-        restored = self.checkpoints.restore(
-            self.frozen, self.trainable, opt_abstract, self.shardings
-        )
-        if restored.meta.get("stage") != self.stage:
-            raise ValueError(
-                f"{self.checkpoints.run_dir} holds a {restored.meta.get('stage')} run, not "
-                f"{self.stage}; use another run directory"
-            )
-        if restored.meta.get("model_config") != self.model_config:
-            raise ValueError(
-                f"{self.checkpoints.run_dir} was trained with another model config; use "
-                "another run directory or the same model"
-            )
-        self.frozen, self.trainable = restored.frozen, restored.trainable
-        self.opt_state, self.position = restored.opt_state, restored.position
-        self.step = self.resumed_from = restored.step
-        self.history["eval"] = list(restored.meta.get("eval_history", []))
-        self.history["epochs"] = list(restored.meta.get("epochs", []))
-        log.info("resumed %s training from step %d (%s)", self.stage, self.step, self.position)
-
-    # ------------------------------------------------------------------ steps
-
-    def next_batch(self, batches) -> tuple[dict, int]:
-        self.position, host = next(batches)
-        host = dict(host)
-        n_positions = int(host.pop("lengths").sum())
-        return global_batch(host, self.mesh), n_positions
-
-    def dispatch(self, batches) -> tuple[dict, int]:
-        """Run one optimizer step asynchronously; returns its device metrics, positions."""
-        key = jax.random.fold_in(self.base_key, self.step)
-        accumulation = self.config.optimizer.accumulation_steps
-        if accumulation == 1:
-            batch, n_positions = self.next_batch(batches)
-            self.trainable, self.opt_state, metrics = self.steps.train(
-                self.frozen, self.trainable, self.opt_state, batch, key
-            )
-            return metrics, n_positions
-        grads, stats = self.steps.zeros(self.trainable)
-        n_positions = 0
-        for micro in range(accumulation):
-            batch, n = self.next_batch(batches)
-            n_positions += n
-            grads, stats = self.steps.accumulate(
-                self.frozen, self.trainable, grads, stats, batch, jax.random.fold_in(key, micro)
-            )
-        self.trainable, self.opt_state, metrics = self.steps.apply(
-            self.trainable, self.opt_state, grads, stats
-        )
-        return metrics, n_positions
-
-    def finish(self, step: int, metrics, n_positions: int, started: float) -> dict[str, float]:
-        """Fetch a dispatched step's metrics; stop the run if they are not finite."""
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        done = time.perf_counter()
-        elapsed, self.last_done = done - max(started, self.last_done), done
-        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
-            self.checkpoints.wait()
-            last = self.checkpoints.latest_step()
-            raise TrainingDiverged(
-                f"{self.stage} training diverged at step {step}: loss={values['loss']}, "
-                f"grad_norm={values['grad_norm']}; stopped. The last good checkpoint "
-                f"({'none' if last is None else f'step {last}'}) stays in "
-                f"{self.checkpoints.run_dir}"
-            )
-        rate = n_positions / elapsed if elapsed > 0 else 0.0
-        self.rates.append(rate)
-        row = {
-            "loss": values["loss"],
-            "learning_rate": float(self.schedule(step - 1)),
-            "grad_norm": values["grad_norm"],
-            "tokens_per_s": rate,
-            "loss_tokens": values["n_tokens"],
-            "epoch": float(self.position.epoch),
-        }
-        self.history["train"].append({"step": step, **row})
-        return row
-
-    def evaluate(self) -> dict[str, float]:
-        metrics = self.evaluator(self.frozen, self.trainable)
-        self.history["eval"].append({"step": self.step, **metrics})
-        return metrics
-
-    def save(self) -> None:
-        meta = {
-            "stage": self.stage,
-            "train_config": self.config.to_dict(),
-            "model_config": self.model_config,
-            "eval_history": self.history["eval"],
-            "epochs": self.history["epochs"],
-        }
-        self.checkpoints.save(
-            self.step, self.frozen, self.trainable, self.opt_state, self.position, meta
-        )
-
-    def note_epoch(self) -> None:
-        seen = {row["epoch"] for row in self.history["epochs"]}
-        if self.position.epoch not in seen:
-            fraction = self.batcher.padding_fraction(self.position.epoch)
-            self.history["epochs"].append(
-                {"epoch": self.position.epoch, "padding_fraction": fraction}
-            )
-            log.info("epoch %d: %.1f%% padded positions", self.position.epoch, 100 * fraction)
-
-
 def train(
     model,
     train_examples: Sequence[Example],
@@ -256,7 +77,7 @@ def train(
     gradient norm raises :class:`TrainingDiverged` and keeps the last good checkpoint.
     """
     _check_inputs(model, train_examples, val_examples, config)
-    run = _Run(model, train_examples, val_examples, config, data_config or StageDataConfig(),
+    run = TrainSession(model, train_examples, val_examples, config, data_config or StageDataConfig(),
                run_dir)
     primary = is_primary()
     started_at = time.perf_counter()
@@ -270,7 +91,6 @@ def train(
     pending = None
     try:
         while run.step < config.steps:
-            run.note_epoch()
             clock = time.perf_counter()
             metrics, n_positions = run.dispatch(batches)
             run.step += 1
@@ -297,7 +117,7 @@ def train(
     return _result(run, started_at)
 
 
-def _report(run: _Run, pending, bar, on_metrics, primary: bool) -> None:
+def _report(run: TrainSession, pending, bar, on_metrics, primary: bool) -> None:
     step, metrics, n_positions, clock = pending
     row = run.finish(step, metrics, n_positions, clock)
     bar.update(step - bar.n)
@@ -307,8 +127,8 @@ def _report(run: _Run, pending, bar, on_metrics, primary: bool) -> None:
             on_metrics(step, row)
 
 
-def _result(run: _Run, started_at: float) -> TrainResult:
-    frozen, trainable = _host_copy(run.frozen), _host_copy(run.trainable)
+def _result(run: TrainSession, started_at: float) -> TrainResult:
+    frozen, trainable = host_copy(run.frozen), host_copy(run.trainable)
     model = run.parts.merge(frozen, trainable)
     evals = run.history["eval"]
     train_rows = run.history["train"]

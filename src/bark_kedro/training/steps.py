@@ -47,9 +47,11 @@ def restrict_logits(
     if stage == "fine":
         return logits[..., :size], targets
     start, n_books = vocab.semantic_vocab_size, vocab.n_coarse_codebooks
-    books = logits[..., start : start + n_books * size].reshape(*logits.shape[:-1], n_books, size)
     codebook = batch["codebook"]
-    picked = jnp.take_along_axis(books, codebook[..., None, None], axis=-2)[..., 0, :]
+    picked = logits[..., start : start + size]
+    for k in range(1, n_books):  # a select per codebook: no gather/scatter in the backward
+        book = logits[..., start + k * size : start + (k + 1) * size]
+        picked = jnp.where((codebook == k)[..., None], book, picked)
     local = jnp.clip(targets - start - codebook * size, 0, size - 1)
     return picked, local
 

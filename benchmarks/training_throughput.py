@@ -1,0 +1,192 @@
+"""Training throughput of each stage: our jitted train step vs transformers' Bark (PyTorch).
+
+Ours: ``bark_kedro.training.steps.make_train_steps`` as ``train()`` runs it (stage
+softmax ranges, global-norm clipping, AdamW with warmup/cosine and a weight-decay mask,
+donated buffers), on a batch in the stage's real layout (semantic: merged text+history
+context; coarse: per-position codebook; fine: one predicted codebook). PyTorch:
+``transformers``' BarkSemanticModel / BarkCoarseModel / BarkFineModel with
+``torch.optim.AdamW`` and full-vocabulary cross-entropy (``models_throughput.torch_steps``).
+Same config, batch and positions on both sides (the semantic model gets ``context +
+seq`` positions when ``seq`` does not exceed its merged context, so that it has targets).
+
+MFU = model FLOP/s / the float32 matmul peak measured in the same run; FLOPs, peak and
+timing helpers are ``benchmarks/models_throughput.py``'s. Then the padding fraction of
+batches on a realistic length distribution (log-normal durations, median 5 s, as in
+LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batcher``.
+
+    python benchmarks/training_throughput.py [--presets tiny bark_small] [--steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import numpy as np
+import torch
+from models_throughput import flops_per_token, make_batch, matmul_peak, torch_steps
+
+from bark_kedro.models import BARK_VOCAB, build_model
+from bark_kedro.training import MeshConfig, OptimizerConfig, StageDataConfig, stage_vocab
+from bark_kedro.training.batching import BucketBatcher, bucket_lengths, naive_padding_fraction
+from bark_kedro.training.data import make_batcher
+from bark_kedro.training.layouts import Example, coarse_examples
+from bark_kedro.training.mesh import global_batch, make_mesh, state_shardings
+from bark_kedro.training.model_init import CONFIG_BUILDERS
+from bark_kedro.training.optimizer import make_optimizer
+from bark_kedro.training.state import split_model
+from bark_kedro.training.steps import make_train_steps
+
+DEFAULT_BATCH = {"test": 8, "tiny": 4, "bark_small": 1, "bark": 1}
+SMALL_VOCAB = stage_vocab(256, 50)  # the embedded default: characters, 50 k-means clusters
+
+
+def positions_of(stage: str, config, seq: int) -> int:
+    """Model positions of a benchmark example (semantic: at least one target after the
+    merged context)."""
+    if stage == "semantic" and seq <= config.merge_context_len + 1:
+        return config.merge_context_len + seq
+    return seq
+
+
+def stage_batch(stage: str, config, batch: int, positions: int, seed: int = 0) -> dict:
+    """A host batch in the stage's training layout, random valid ids, loss everywhere it
+    would be in a real example."""
+    rng = np.random.default_rng(seed)
+    v = config.vocab
+    mask = np.ones((batch, positions), bool)
+    if stage == "fine":
+        inputs = rng.integers(0, v.codebook_size, (batch, positions, v.n_fine_codebooks))
+        return {"inputs": inputs.astype(np.int32), "targets": inputs[:, :, 2].astype(np.int32),
+                "loss_mask": mask, "codebook": np.full(batch, 2, np.int32)}
+    if stage == "coarse":
+        codebook = np.tile(np.arange(positions) % 2, (batch, 1)).astype(np.int32)
+        local = rng.integers(0, v.codebook_size, (batch, positions))
+        targets = v.semantic_vocab_size + codebook * v.codebook_size + local
+        inputs = rng.integers(0, v.coarse_vocab_size, (batch, positions))
+        return {"inputs": inputs.astype(np.int32), "targets": targets.astype(np.int32),
+                "loss_mask": mask, "codebook": codebook}
+    ctx = config.merge_context_len
+    inputs = rng.integers(0, v.semantic_vocab_size, (batch, positions + ctx))
+    inputs[:, :ctx] = v.text_encoding_offset + rng.integers(0, v.text_vocab_size, (batch, ctx))
+    inputs[:, 2 * ctx] = v.semantic_infer_token
+    targets = rng.integers(0, v.semantic_vocab_size + 1, (batch, positions))
+    mask[:, :ctx] = False
+    return {"inputs": inputs.astype(np.int32), "targets": targets.astype(np.int32),
+            "loss_mask": mask}
+
+
+def our_train_step(stage: str, config, host_batch: dict):
+    """A closure running one real training step (blocking until done)."""
+    mesh = make_mesh(MeshConfig())
+    parts, frozen, trainable = split_model(build_model(config, seed=0))
+    optimizer, _ = make_optimizer(OptimizerConfig(warmup_steps=10), total_steps=1000)
+    shardings = (state_shardings(frozen, mesh), state_shardings(trainable, mesh))
+    opt_sh = state_shardings(jax.eval_shape(optimizer.init, trainable), mesh)
+    steps = make_train_steps(parts, stage, config.vocab, optimizer, mesh, shardings, opt_sh,
+                             dropout=float(config.dropout) > 0)
+    state = {"trainable": jax.device_put(trainable, shardings[1]),
+             "opt": jax.jit(optimizer.init, out_shardings=opt_sh)(trainable)}
+    batch, key = global_batch(host_batch, mesh), jax.random.key(0)
+
+    def run():
+        state["trainable"], state["opt"], metrics = steps.train(
+            frozen, state["trainable"], state["opt"], batch, key)
+        metrics["loss"].block_until_ready()
+
+    return run
+
+
+def interleaved_seconds(fns, warmup: int, steps: int) -> list[float]:
+    """Median seconds of each closure, timed in turn step after step (A B A B ...), so a
+    load change on a shared machine hits every implementation alike."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(steps):
+        for fn, out in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def throughput(args, peak: float) -> None:
+    print(f"{'preset':<11}{'stage':<9}{'batch':>6}{'pos':>5}{'ours tok/s':>12}{'MFU':>7}"
+          f"{'torch tok/s':>13}{'MFU':>7}{'ours/torch':>12}")
+    for preset in args.presets:
+        vocab = BARK_VOCAB if preset in ("bark_small", "bark") else SMALL_VOCAB
+        batch = args.batch or DEFAULT_BATCH[preset]
+        for stage in args.stages:
+            config = CONFIG_BUILDERS[stage](preset, vocab)
+            positions = positions_of(stage, config, args.seq)
+            train_flops = flops_per_token(config, positions)[1]
+            tokens = batch * positions
+            ours = our_train_step(stage, config, stage_batch(stage, config, batch, positions))
+            x, y = make_batch(config, batch, positions)
+            _, theirs, _ = torch_steps(config, x, y, "cpu")
+            t_ours, t_torch = interleaved_seconds([ours, theirs], args.warmup, args.steps)
+            ours_tps, torch_tps = tokens / t_ours, tokens / t_torch
+            print(f"{preset:<11}{stage:<9}{batch:>6}{positions:>5}{ours_tps:>12,.0f}"
+                  f"{ours_tps * train_flops / peak:>7.1%}{torch_tps:>13,.0f}"
+                  f"{torch_tps * train_flops / peak:>7.1%}{ours_tps / torch_tps:>11.2f}x",
+                  flush=True)
+
+
+def _fake(length: int) -> Example:
+    ids = np.zeros(length, np.int32)
+    return Example(ids, ids, np.ones(length, bool), None, 0)
+
+
+def padding(n_utterances: int, tokens_per_batch: int, seed: int = 0) -> None:
+    """Padding fractions of Bark-size semantic and coarse examples of realistic lengths."""
+    rng = np.random.default_rng(seed)
+    seconds = np.clip(rng.lognormal(np.log(5.0), 0.5, n_utterances), 1.0, 15.0)
+    semantic = (257 + np.minimum(seconds * 49.9, 766)).astype(int)  # context + infer + ids
+    coarse = []
+    for s in seconds:
+        sem = rng.integers(0, 100, int(s * 49.9))
+        codes = rng.integers(0, 1024, (2, int(s * 75)))
+        coarse += [e.length for e in coarse_examples(sem, codes, BARK_VOCAB)]
+    print(f"\npadded positions, {n_utterances} utterances of log-normal durations (median 5 s), "
+          f"{tokens_per_batch} positions per batch:")
+    print(f"{'stage':<9}{'examples':>9}{'pad to max':>12}{'buckets of 64':>15}{'make_batcher':>14}")
+    for stage, lengths, longest in (("semantic", semantic, 1023), ("coarse", coarse, 1024)):
+        lengths = np.asarray(lengths)
+        rows = max(1, tokens_per_batch // longest)
+        naive = naive_padding_fraction(lengths, longest, rows)
+        fixed = BucketBatcher(lengths, buckets=bucket_lengths(longest, 64),
+                              tokens_per_batch=tokens_per_batch).padding_fraction(0)
+        ours = make_batcher([_fake(n) for n in lengths], StageDataConfig(), tokens_per_batch,
+                            fill_with_repeats=True).padding_fraction(0)
+        print(f"{stage:<9}{len(lengths):>9}{naive:>12.1%}{fixed:>15.1%}{ours:>14.1%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["tiny", "bark_small"])
+    parser.add_argument("--stages", nargs="+", default=["semantic", "coarse", "fine"])
+    parser.add_argument("--batch", type=int, default=0, help="rows (default: per preset)")
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--utterances", type=int, default=5000)
+    parser.add_argument("--tokens-per-batch", type=int, default=16384)
+    args = parser.parse_args()
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    torch.set_float32_matmul_precision("highest")
+    peak = matmul_peak()
+    print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.device_count()} "
+          f"device); torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"measured float32 matmul peak (jnp.dot 2048x2048): {peak / 1e9:.1f} GFLOP/s; "
+          f"median of {args.steps} train steps after {args.warmup} warm-up\n")
+    throughput(args, peak)
+    padding(args.utterances, args.tokens_per_batch)
+
+
+if __name__ == "__main__":
+    main()
