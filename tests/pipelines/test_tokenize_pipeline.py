@@ -80,14 +80,16 @@ def break_audio(project: Path, utterances: pd.DataFrame) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path) -> None:
+def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplog) -> None:
     first_utterances = ingest(project_copy, 4, "data/02_intermediate/a")
     utterances = pd.read_parquet(project_copy / "data/03_primary/utterances.parquet"
                                  / first_utterances / "utterances.parquet")
     expected_rejects = break_audio(project_copy, utterances)
     # a second, newer version of `utterances` (6 rows; its audio elsewhere: ingest overwrites)
     ingest(project_copy, 3, "data/02_intermediate/b")
-    tokenize(project_copy, load_versions={"utterances": first_utterances})
+    with caplog.at_level("WARNING"):
+        tokenize(project_copy, load_versions={"utterances": first_utterances})
+    assert "codec_weights=random" in caplog.text  # a random codec is flagged in the log
 
     run = latest_run(project_copy)
     assert run.info.status == "FINISHED"

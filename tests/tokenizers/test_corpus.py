@@ -1,6 +1,5 @@
 """Corpus-level tokenization: fitting on the train split, per-utterance rejects, alignment."""
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -130,14 +129,6 @@ def test_codec_rejects_unreadable_and_misaligned_audio(utterances, codec, tmp_pa
     assert reasons["u2"].startswith("frame_mismatch: 68 codec frames for 0.500 s")
 
 
-def test_random_codec_is_flagged(utterances, caplog):
-    with caplog.at_level(logging.WARNING):
-        codec = corpus.build_codec(utterances, CodecConfig(weights="random", kmeans_iters=1,
-                                                           max_init_frames=100))
-    assert codec.weights_source == "random"
-    assert "codec_weights=random" in caplog.text
-
-
 def test_report_counts_and_flattens():
     rejects = pd.DataFrame({"utterance_id": ["a", "a", "b"], "stage": ["semantic", "codec", "codec"],
                             "reason": ["unreadable_audio: x", "unreadable_audio: x",
@@ -152,3 +143,30 @@ def test_report_counts_and_flattens():
     flat = numeric_leaves(report)
     assert flat["stages.codec.audio_s_per_s"] == 3.0 and "tokenizers.codec_weights" not in flat
     assert corpus.combine_rejects(rejects.iloc[:0], rejects).equals(rejects)
+
+
+def test_phoneme_vocabulary(utterances):
+    from bark_kedro.audio.espeak import phonemize
+
+    tokenizer = corpus.fit_text_tokenizer(utterances, TextConfig(kind="phonemes"))
+    table = corpus.tokenize_text(utterances, tokenizer, progress=False)[0]
+    assert tokenizer.decode(table.text_ids[0]) == phonemize(TEXTS[0], "en-us")
+    assert all(len(ids) > 0 for ids in table.text_ids)
+
+
+def test_ssl_features_at_50_hz_from_a_local_checkpoint(utterances, tmp_path):
+    import torch
+    import torchaudio
+
+    from tests.tokenizers.test_semantic import TINY_HUBERT
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny_wav2vec2.pth"
+    torch.save(torchaudio.models.wav2vec2_model(**TINY_HUBERT).state_dict(), path)
+    config = SemanticConfig(features="wav2vec2", layer=2, checkpoint=str(path),
+                            model_params=TINY_HUBERT, n_clusters=5, init_sample=100)
+    tokenizer, _ = corpus.fit_semantic_tokenizer(utterances, config, progress=False)
+    assert tokenizer.extractor.dim == 32 and tokenizer.extractor.layer == 2
+    table = corpus.tokenize_semantic(utterances, tokenizer, progress=False)[0]
+    for row in table.itertuples():
+        assert abs(len(row.semantic_ids) - row.duration_s * 50) <= 1

@@ -58,15 +58,16 @@ class TextConfig:
 @dataclass(frozen=True)
 class SemanticConfig:
     """Features (``mfcc``, or layer ``layer`` of ``hubert`` / ``wav2vec2`` with weights from
-    ``checkpoint`` or torch hub's cache) quantized by a k-means of ``n_clusters`` fitted on at
-    most ``max_fit_frames`` frames of the training split (``max_iter`` Lloyd iterations,
-    k-means++ on ``init_sample`` frames)."""
+    ``checkpoint`` or torch hub's cache; ``model_params`` for another architecture) quantized
+    by a k-means of ``n_clusters`` fitted on at most ``max_fit_frames`` frames of the training
+    split (``max_iter`` Lloyd iterations, k-means++ on ``init_sample`` frames)."""
 
     features: str = "mfcc"
     n_mfcc: int = 13
     layer: int = 9
     bundle: str | None = None
     checkpoint: str | None = None
+    model_params: dict[str, Any] | None = None
     device: str = "cpu"
     n_clusters: int = 50
     max_fit_frames: int = 200_000
@@ -87,7 +88,8 @@ class SemanticConfig:
         if self.features == "mfcc":
             return build_feature_extractor("mfcc", n_mfcc=self.n_mfcc)
         return build_feature_extractor(self.features, layer=self.layer, bundle=self.bundle,
-                                       checkpoint=self.checkpoint, device=self.device)
+                                       checkpoint=self.checkpoint,
+                                       model_params=self.model_params, device=self.device)
 
     def kmeans_options(self) -> dict[str, Any]:
         return {"max_iter": self.max_iter, "init_sample": self.init_sample}
