@@ -119,6 +119,19 @@ def _run(pieces: list[Piece], step, device: str, batch_size: int, max_batch_samp
     return out
 
 
+def _encoder_frames(model: EncodecModel, pieces: list[Piece], device: str) -> torch.Tensor:
+    """Encoder outputs of all pieces as rows (frames, dim); on CPU through the parallel path."""
+    if torch.device(device).type == "cpu":
+        encoder = ParallelEncoder(model, 0)
+        groups = [[p[2] for p in pieces[i:i + 16]] for i in range(0, len(pieces), 16)]
+        workers = min(torch.get_num_threads(), os.cpu_count() or 1)
+        return torch.cat([e.T for out in encoder.map(encoder.embed_group, groups, workers)
+                          for e in out])
+    batch_samples = int(_default_batch_seconds(device) * CODEC_SAMPLE_RATE)
+    out = _run(pieces, model.encoder, device, 16, batch_samples)
+    return torch.cat([out[k].T for k in range(len(pieces))])
+
+
 class CodecTokenizer:
     """24 kHz mono float32 audio <-> int16 codes (n_codebooks, frames), frames = ceil(n / 320).
 
@@ -218,9 +231,7 @@ class CodecTokenizer:
             model = _new_model().eval().to(device)
             model.set_target_bandwidth(options.get("bandwidth", BANDWIDTH))
             pieces = _pieces(init_audio, 30 * CODEC_SAMPLE_RATE)
-            batch_samples = int(_default_batch_seconds(device) * CODEC_SAMPLE_RATE)
-            out = _run(pieces, model.encoder, device, 16, batch_samples)
-            frames = torch.cat([out[k].T for k in range(len(pieces))]).to(device)  # (n, dim)
+            frames = _encoder_frames(model, pieces, device).to(device)  # (n, dim)
             if len(frames) > max_init_frames:
                 frames = frames[torch.randperm(len(frames))[:max_init_frames].to(device)]
             if len(frames) < 2 * CODEBOOK_SIZE:
@@ -272,8 +283,9 @@ class CodecTokenizer:
         order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
         groups = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
-        results = self._parallel.encode([[pieces[k][2] for k in g] for g in groups],
-                                        self.cpu_workers)
+        results = self._parallel.map(self._parallel.encode_group,
+                                     [[pieces[k][2] for k in g] for g in groups],
+                                     self.cpu_workers)
         out = {}
         with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
                   desc="EnCodec") as bar:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -82,7 +82,7 @@ def inference_copy(module: torch.nn.Module) -> torch.nn.Module:
 
 
 class ParallelEncoder:
-    """Codes of zero-padded pieces (lengths multiples of 320) with an EnCodec model on CPU."""
+    """Codes (or encoder outputs) of zero-padded pieces (lengths multiples of 320) on CPU."""
 
     def __init__(self, model: EncodecModel, n_codebooks: int):
         layers = list(inference_copy(model.encoder).model)
@@ -95,27 +95,38 @@ class ParallelEncoder:
         self.bandwidth = model.bandwidth
         self.n_codebooks = n_codebooks
 
+    def _embed(self, pieces: Sequence[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        """Encoder outputs (group, dim, longest frames) and each piece's frame count."""
+        hidden = [self.convolutions(torch.from_numpy(p)[None, None])[0] for p in pieces]
+        frames = [len(p) // HOP for p in pieces]
+        batch = torch.zeros(len(pieces), hidden[0].shape[0], max(frames))
+        for row, h in enumerate(hidden):
+            batch[row, :, : h.shape[1]] = h
+        hidden = self.lstm(batch)
+        for row, n in enumerate(frames):  # as a lone clip sees it: the last convolution's
+            hidden[row, :, n:] = 0.0  # reflect padding of a short clip reflects zeros
+        return self.tail(hidden), frames
+
+    def embed_group(self, pieces: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Encoder outputs (dim, len // 320) of every piece of one group."""
+        with torch.inference_mode():
+            emb, frames = self._embed(pieces)
+            return [emb[row, :, :n].clone() for row, n in enumerate(frames)]
+
     def encode_group(self, pieces: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """int64 codes (n_codebooks, len // 320) of every piece of one group."""
         with torch.inference_mode():
-            hidden = [self.convolutions(torch.from_numpy(p)[None, None])[0] for p in pieces]
-            frames = [len(p) // HOP for p in pieces]
-            batch = torch.zeros(len(pieces), hidden[0].shape[0], max(frames))
-            for row, h in enumerate(hidden):
-                batch[row, :, : h.shape[1]] = h
-            hidden = self.lstm(batch)
-            for row, n in enumerate(frames):  # as a lone clip sees it: the last convolution's
-                hidden[row, :, n:] = 0.0  # reflect padding of a short clip reflects zeros
-            codes = self.quantizer.encode(self.tail(hidden), self.frame_rate, self.bandwidth)
+            emb, frames = self._embed(pieces)
+            codes = self.quantizer.encode(emb, self.frame_rate, self.bandwidth)
             codes = codes.transpose(0, 1)  # (group, n_q, frames)
             return [codes[row, :, :n].clone() for row, n in enumerate(frames)]
 
-    def encode(self, groups: Sequence[Sequence[np.ndarray]],
-               workers: int) -> Iterator[list[torch.Tensor]]:
-        """:meth:`encode_group` of every group, ``workers`` groups at a time, in order; with
-        several workers each runs with one intra-op thread."""
+    def map(self, step: Callable[[Sequence[np.ndarray]], list[torch.Tensor]],
+            groups: Sequence[Sequence[np.ndarray]], workers: int) -> Iterator[list[torch.Tensor]]:
+        """``step`` (:meth:`encode_group` or :meth:`embed_group`) of every group, ``workers``
+        groups at a time, in order; with several workers each runs on one intra-op thread."""
         if workers <= 1:  # one worker keeps torch's own thread count
-            yield from map(self.encode_group, groups)
+            yield from map(step, groups)
             return
         with intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(self.encode_group, groups)
+            yield from pool.map(step, groups)
