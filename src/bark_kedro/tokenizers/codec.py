@@ -23,9 +23,9 @@ from encodec import EncodecModel
 from encodec.quantization import core_vq
 from tqdm.auto import tqdm
 
-from bark_kedro.tokenizers._checks import check_sample_rate, mono_float32
-from bark_kedro.tokenizers.codec_encoder import ParallelEncoder
-from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE, codec_frame_count
+from bark_kedro.tokenizers._checks import check_sample_rate
+from bark_kedro.tokenizers.codec_encoder import ParallelEncoder, Piece, pieces_of, run_padded
+from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -69,56 +69,6 @@ def _kmeans_bounded(samples: torch.Tensor, num_clusters: int, num_iters: int = 1
     return means, bins
 
 
-Piece = tuple[int, int, np.ndarray]
-
-
-def _pieces(audios: Sequence[np.ndarray], chunk_samples: int) -> list[Piece]:
-    """(clip index, chunk index, samples zero-padded to whole frames) for every chunk."""
-    if isinstance(audios, np.ndarray) and audios.ndim == 1:
-        raise TypeError("audios must be a sequence of clips, not a single 1-D array")
-    pieces = []
-    for i, audio in enumerate(audios):
-        x = mono_float32(audio, f"audio[{i}]")
-        for j, start in enumerate(range(0, len(x), chunk_samples)):
-            part = x[start:start + chunk_samples]
-            padded = codec_frame_count(len(part)) * CODEC_HOP
-            pieces.append((i, j, np.pad(part, (0, padded - len(part)))))
-    return pieces
-
-
-def _batches(pieces: list[Piece], batch_size: int, max_batch_samples: int):
-    """Indices of pieces, longest first, grouped under both batch limits."""
-    order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
-    batch: list[int] = []
-    for k in order:
-        longest = len(pieces[batch[0]][2]) if batch else 0
-        if batch and (len(batch) >= batch_size or longest * (len(batch) + 1) > max_batch_samples):
-            yield batch
-            batch = []
-        batch.append(k)
-    if batch:
-        yield batch
-
-
-def _run(pieces: list[Piece], step, device: str, batch_size: int, max_batch_samples: int,
-         progress: bool = False) -> dict[int, torch.Tensor]:
-    """``step`` (batch, 1, samples) -> (batch, ..., frames) on padded batches; results trimmed
-    to each piece's frames, keyed by piece index."""
-    out = {}
-    total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
-    with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
-              desc="EnCodec") as bar, torch.inference_mode():
-        for batch in _batches(pieces, batch_size, max_batch_samples):
-            x = np.zeros((len(batch), 1, len(pieces[batch[0]][2])), np.float32)
-            for row, k in enumerate(batch):
-                x[row, 0, : len(pieces[k][2])] = pieces[k][2]
-            result = step(torch.from_numpy(x).to(device))
-            for row, k in enumerate(batch):
-                out[k] = result[row, ..., : len(pieces[k][2]) // CODEC_HOP].cpu()
-            bar.update(round(sum(len(pieces[k][2]) for k in batch) / CODEC_SAMPLE_RATE, 2))
-    return out
-
-
 def _encoder_frames(model: EncodecModel, pieces: list[Piece], device: str) -> torch.Tensor:
     """Encoder outputs of all pieces as rows (frames, dim); on CPU through the parallel path."""
     if torch.device(device).type == "cpu":
@@ -128,7 +78,7 @@ def _encoder_frames(model: EncodecModel, pieces: list[Piece], device: str) -> to
         return torch.cat([e.T for out in encoder.map(encoder.embed_group, groups, workers)
                           for e in out])
     batch_samples = int(_default_batch_seconds(device) * CODEC_SAMPLE_RATE)
-    out = _run(pieces, model.encoder, device, 16, batch_samples)
+    out = run_padded(pieces, model.encoder, device, 16, batch_samples)
     return torch.cat([out[k].T for k in range(len(pieces))])
 
 
@@ -230,7 +180,7 @@ class CodecTokenizer:
             torch.manual_seed(seed)
             model = _new_model().eval().to(device)
             model.set_target_bandwidth(options.get("bandwidth", BANDWIDTH))
-            pieces = _pieces(init_audio, 30 * CODEC_SAMPLE_RATE)
+            pieces = pieces_of(init_audio, 30 * CODEC_SAMPLE_RATE)
             frames = _encoder_frames(model, pieces, device).to(device)  # (n, dim)
             if len(frames) > max_init_frames:
                 frames = frames[torch.randperm(len(frames))[:max_init_frames].to(device)]
@@ -260,7 +210,7 @@ class CodecTokenizer:
                      progress: bool = False) -> list[np.ndarray]:
         """int16 codes (n_codebooks, codec_frame_count(len(audio))) for every 24 kHz clip."""
         check_sample_rate(sample_rate, CODEC_SAMPLE_RATE)
-        pieces = _pieces(audios, self.chunk_samples)
+        pieces = pieces_of(audios, self.chunk_samples)
         model = self.model
 
         def step(x):
@@ -270,7 +220,7 @@ class CodecTokenizer:
         if torch.device(self.device).type == "cpu" and self.cpu_workers > 0:
             out = self._run_parallel(pieces, progress)
         else:
-            out = _run(pieces, step, self.device, self.batch_size, self.max_batch_samples,
+            out = run_padded(pieces, step, self.device, self.batch_size, self.max_batch_samples,
                        progress)
         codes: list[list[torch.Tensor]] = [[] for _ in audios]
         for k, (i, _, _) in enumerate(pieces):

@@ -1,4 +1,5 @@
-"""EnCodec encoding tuned for CPUs: clips in parallel threads, the LSTM batched.
+"""EnCodec encoding of clip pieces: padded batches through the whole model (GPUs), or, tuned
+for CPUs, clips in parallel threads with the LSTM batched.
 
 Where the time goes on a CPU (1 thread, per second of 24 kHz audio): the SEANet convolutions
 ~60 ms, the 2-layer LSTM ~20 ms one clip at a time (a matrix-vector product per step that
@@ -9,8 +10,8 @@ thread (torch intra-op threads set to 1 while it runs) takes a group of clips of
 length, runs the convolutions clip by clip, then the LSTM, the last convolution and the
 quantizer on the group as one zero-padded batch. EnCodec 24 kHz is causal, so right padding
 leaves every clip's own frames unchanged (LSTM outputs past a clip's end are zeroed: a lone
-short clip's reflect padding sees zeros there). Weight norm is folded into the weights once (a copy
-of the encoder), instead of being recomputed at every call.
+short clip's reflect padding sees zeros there). Weight norm is folded into the weights once
+(a copy of the encoder), instead of being recomputed at every call.
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ import torch
 from encodec import EncodecModel
 from encodec.modules.conv import SConv1d
 from encodec.modules.lstm import SLSTM
+from tqdm.auto import tqdm
 
-HOP = 320
+from bark_kedro.tokenizers._checks import mono_float32
+from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE, codec_frame_count
+
+HOP = CODEC_HOP
 
 
 @contextmanager
@@ -39,6 +44,57 @@ def intra_op_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+Piece = tuple[int, int, np.ndarray]
+
+
+def pieces_of(audios: Sequence[np.ndarray], chunk_samples: int) -> list[Piece]:
+    """(clip index, chunk index, samples zero-padded to whole frames) for every chunk."""
+    if isinstance(audios, np.ndarray) and audios.ndim == 1:
+        raise TypeError("audios must be a sequence of clips, not a single 1-D array")
+    pieces = []
+    for i, audio in enumerate(audios):
+        x = mono_float32(audio, f"audio[{i}]")
+        for j, start in enumerate(range(0, len(x), chunk_samples)):
+            part = x[start:start + chunk_samples]
+            padded = codec_frame_count(len(part)) * CODEC_HOP
+            pieces.append((i, j, np.pad(part, (0, padded - len(part)))))
+    return pieces
+
+
+def _batches(pieces: list[Piece], batch_size: int, max_batch_samples: int):
+    """Indices of pieces, longest first, grouped under both batch limits."""
+    order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
+    batch: list[int] = []
+    for k in order:
+        longest = len(pieces[batch[0]][2]) if batch else 0
+        if batch and (len(batch) >= batch_size or longest * (len(batch) + 1) > max_batch_samples):
+            yield batch
+            batch = []
+        batch.append(k)
+    if batch:
+        yield batch
+
+
+def run_padded(pieces: list[Piece], step, device: str, batch_size: int, max_batch_samples: int,
+               progress: bool = False) -> dict[int, torch.Tensor]:
+    """``step`` (batch, 1, samples) -> (batch, ..., frames) on padded batches; results trimmed
+    to each piece's frames, keyed by piece index."""
+    out = {}
+    total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
+    with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
+              desc="EnCodec") as bar, torch.inference_mode():
+        for batch in _batches(pieces, batch_size, max_batch_samples):
+            x = np.zeros((len(batch), 1, len(pieces[batch[0]][2])), np.float32)
+            for row, k in enumerate(batch):
+                x[row, 0, : len(pieces[k][2])] = pieces[k][2]
+            result = step(torch.from_numpy(x).to(device))
+            for row, k in enumerate(batch):
+                out[k] = result[row, ..., : len(pieces[k][2]) // CODEC_HOP].cpu()
+            bar.update(round(sum(len(pieces[k][2]) for k in batch) / CODEC_SAMPLE_RATE, 2))
+    return out
+
 
 
 class PointwiseConv(torch.nn.Module):
