@@ -1,27 +1,34 @@
 """Project pipelines."""
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-from bark_kedro.pipelines.train import STAGES, create_stage_pipeline
+from bark_kedro.pipelines import evaluate, ingest, synthesize, tokenize, train
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Register the project's pipelines.
 
-    Every folder of ``pipelines/`` is a pipeline of that name (``train`` holds all three
-    stages); ``train_semantic``, ``train_coarse`` and ``train_fine`` are its stages alone.
-    ``__default__`` runs them all.
+    ``train`` holds the three stages, ``train_semantic``, ``train_coarse`` and ``train_fine``
+    one each (the same template). ``__default__`` runs everything, in dependency order:
+    ingest, tokenize, the three trainings, evaluate and synthesize. (The registry is
+    explicit because ``kedro run --pipeline=<name>`` would otherwise look for a module of
+    that name.)
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects.
     """
-    pipelines = find_pipelines(raise_errors=True)
-    for stage in STAGES:
-        pipelines[f"train_{stage}"] = create_stage_pipeline(stage)
+    pipelines = {
+        "ingest": ingest.create_pipeline(),
+        "tokenize": tokenize.create_pipeline(),
+        "train": train.create_pipeline(),
+        "evaluate": evaluate.create_pipeline(),
+        "synthesize": synthesize.create_pipeline(),
+    }
+    for stage in train.STAGES:
+        pipelines[f"train_{stage}"] = train.create_stage_pipeline(stage)
     pipelines["__default__"] = sum(
-        (pipelines[name] for name in sorted(pipelines) if not name.startswith("train_")),
+        (pipelines[name] for name in ("ingest", "tokenize", "train", "evaluate", "synthesize")),
         Pipeline([]),
     )
     return pipelines

@@ -220,9 +220,8 @@ def build_stage_examples(
 
 
 def max_positions(model_config: ModelConfig) -> int:
-    """Model positions an example may have (the semantic context blocks are merged)."""
-    if getattr(model_config, "stage", None) == "semantic":
-        return model_config.block_size - model_config.merge_context_len
+    """Model positions an example may have: the block size (the semantic model merges its
+    two context blocks before the positions are counted, so its inputs are longer)."""
     return model_config.block_size
 
 

@@ -36,6 +36,7 @@ def create_stage_pipeline(stage: str) -> Pipeline:
             "metrics": f"train_{stage}_metrics",
             "tags": f"train_{stage}_tags",
         },
+        parameters={"params:train": f"params:train_{stage}"},
         tags=["train", f"train_{stage}"],
     )
 

@@ -1,0 +1,75 @@
+"""Nodes of the evaluate pipeline: each calls the evaluation library and shapes its outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bark_kedro.evaluation.audio_metrics import summarize
+from bark_kedro.evaluation.end_to_end import heldout_targets, stage_metrics, synthesize_heldout
+from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics
+from bark_kedro.pipelines.evaluate.params import EvaluateParams
+from bark_kedro.pipelines.synthesize.nodes import make_synthesizer
+from bark_kedro.pipelines.synthesize.params import GenerationParams
+from bark_kedro.pipelines.tracking import as_mlflow_metrics
+from bark_kedro.pipelines.train.params import TrainStageParams
+from bark_kedro.tokenizers.codec import CodecTokenizer
+
+
+def teacher_forced_metrics(
+    semantic_model: Any,
+    coarse_model: Any,
+    fine_model: Any,
+    text_tokens: pd.DataFrame,
+    semantic_tokens: pd.DataFrame,
+    codec_tokens: pd.DataFrame,
+    semantic_training: TrainStageParams,
+    coarse_training: TrainStageParams,
+    fine_training: TrainStageParams,
+    params: EvaluateParams,
+) -> dict[str, dict[str, float]]:
+    """Validation loss, perplexity, top-1/top-10 per stage, with the training layouts."""
+    return stage_metrics(
+        {"semantic": semantic_model, "coarse": coarse_model, "fine": fine_model},
+        {"text_tokens": text_tokens, "semantic_tokens": semantic_tokens,
+         "codec_tokens": codec_tokens},
+        {"semantic": semantic_training.data, "coarse": coarse_training.data,
+         "fine": fine_training.data},
+        tokens_per_batch=params.tokens_per_batch,
+        seed=params.seed,
+    )
+
+
+def synthesize_heldout_utterances(
+    semantic_model: Any,
+    coarse_model: Any,
+    fine_model: Any,
+    text_tokenizer: dict[str, Any],
+    codec_model: CodecTokenizer,
+    utterances: pd.DataFrame,
+    semantic_tokens: pd.DataFrame,
+    codec_tokens: pd.DataFrame,
+    generation: GenerationParams,
+    params: EvaluateParams,
+) -> list[UtteranceEvaluation]:
+    """Synthesize held-out texts and compare each with its recording through the codec."""
+    synthesizer = make_synthesizer(semantic_model, coarse_model, fine_model, text_tokenizer,
+                                   codec_model, generation)
+    targets = heldout_targets(utterances, codec_tokens, params.n_utterances)
+    return synthesize_heldout(synthesizer, targets, semantic_tokens, codec_tokens,
+                              voice=params.voice, seed=params.seed)
+
+
+def evaluation_report(
+    evaluations: list[UtteranceEvaluation],
+    teacher_forced: dict[str, dict[str, float]],
+    codec_model: CodecTokenizer,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The report folder's content and the MLflow metrics (same names in every run)."""
+    run_facts = {"codec_weights": codec_model.weights_source,
+                 "n_utterances": len(evaluations)}
+    report = {"utterances": evaluations, "stage_metrics": teacher_forced, "run_facts": run_facts}
+    summary = summarize([u.metrics for u in evaluations])
+    metrics = report_metrics({"summary": summary, "stage_metrics": teacher_forced})
+    return report, as_mlflow_metrics(metrics)

@@ -1,0 +1,39 @@
+"""Wiring of the evaluate pipeline."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from .nodes import evaluation_report, synthesize_heldout_utterances, teacher_forced_metrics
+
+MODELS = ["semantic_model", "coarse_model", "fine_model"]
+TOKENS = ["text_tokens", "semantic_tokens", "codec_tokens"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Trained models + held-out tokens -> stage metrics, synthesized audio, report."""
+    return pipeline(
+        [
+            node(
+                teacher_forced_metrics,
+                inputs=[*MODELS, *TOKENS, "params:train_semantic",
+                        "params:train_coarse", "params:train_fine",
+                        "params:evaluate"],
+                outputs="teacher_forced_metrics",
+                name="teacher_forced_metrics",
+            ),
+            node(
+                synthesize_heldout_utterances,
+                inputs=[*MODELS, "text_tokenizer", "codec_model", "utterances",
+                        "semantic_tokens", "codec_tokens", "params:generation",
+                        "params:evaluate"],
+                outputs="heldout_synthesis",
+                name="synthesize_heldout",
+            ),
+            node(
+                evaluation_report,
+                inputs=["heldout_synthesis", "teacher_forced_metrics", "codec_model"],
+                outputs=["evaluation_report", "evaluation_metrics"],
+                name="evaluation_report",
+            ),
+        ],
+        tags="evaluate",
+    )
