@@ -60,7 +60,7 @@ def test_outputs_are_mono_at_both_rates_and_peak_normalized(corpus):
         for path, rate in ((row.audio_24k_path, 24_000), (row.audio_16k_path, 16_000)):
             info = sf.info(path)
             assert (info.samplerate, info.channels, info.subtype) == (rate, 1, "FLOAT")
-            assert Path(path).stem == row.utterance_id
+            assert Path(path).name.split(".")[0] == row.utterance_id
             audio, _ = sf.read(path, dtype="float32")
             assert np.max(np.abs(audio)) == pytest.approx(target_peak, rel=1e-5)
             assert audio.size == pytest.approx(row.duration_s * rate, abs=2)
@@ -136,7 +136,7 @@ def test_duplicate_ids_and_file_name_clashes(tmp_path):
     utterances, rejected = ingest_utterances(sources, tmp_path / "out", IngestConfig(), False)
     assert utterances["text"].tolist() == ["first", "third", "fifth"]
     assert rejected["reason"].str.startswith("duplicate_id: ").tolist() == [True, True]
-    assert Path(utterances["audio_24k_path"][2]).name == f"{safe_file_stem('with space')}.wav"
+    assert Path(utterances["audio_24k_path"][2]).name.startswith(f"{safe_file_stem('with space')}.")
 
 
 def test_missing_transcript_cells_are_empty_not_nan(tmp_path):
@@ -153,8 +153,22 @@ def test_relative_output_dir_stays_relative(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sources = source_table([["a", "s", "hi", "a.wav"]])
     utterances, _ = ingest_utterances(sources, Path("data/out"), IngestConfig(), progress=True)
-    assert utterances["audio_24k_path"][0] == str(Path("data/out/audio_24k/a.wav"))
-    assert utterances["audio_16k_path"][0] == str(Path("data/out/audio_16k/a.wav"))
+    path = utterances["audio_24k_path"][0]
+    assert not Path(path).is_absolute() and Path(path).parent == Path("data/out/audio_24k")
+    assert Path(utterances["audio_16k_path"][0]).parent == Path("data/out/audio_16k")
+
+
+def test_reingest_with_other_settings_keeps_the_older_files(tmp_path):
+    sf.write(tmp_path / "a.wav", tone(0.5, 22_050, 200), 22_050)
+    sources = source_table([["a", "s", "hi", str(tmp_path / "a.wav")]])
+    first, _ = ingest_utterances(sources, tmp_path / "out", IngestConfig(), progress=False)
+    before = Path(first["audio_24k_path"][0]).read_bytes()
+    second, _ = ingest_utterances(sources, tmp_path / "out",
+                                  IngestConfig(peak_dbfs=-6.0), progress=False)
+    assert second["audio_24k_path"][0] != first["audio_24k_path"][0]
+    assert Path(first["audio_24k_path"][0]).read_bytes() == before
+    again, _ = ingest_utterances(sources, tmp_path / "out", IngestConfig(), progress=False)
+    assert again["audio_24k_path"][0] == first["audio_24k_path"][0]
 
 
 def test_loudness_normalization(tmp_path):

@@ -125,6 +125,12 @@ def safe_file_stem(utterance_id: str) -> str:
     return f"{cleaned}-{digest}" if cleaned else f"utt-{digest}"
 
 
+def content_digest(audio: np.ndarray) -> str:
+    """8 hex digits of the samples' hash: file names that change when the audio does, so a
+    re-ingest with other settings never overwrites what an older ``utterances`` version names."""
+    return hashlib.sha256(np.ascontiguousarray(audio, np.float32).tobytes()).hexdigest()[:8]
+
+
 def _normalize(audio: np.ndarray, sample_rate: int, config: IngestConfig) -> np.ndarray:
     if config.normalization == "peak":
         return peak_normalize(audio, config.peak_dbfs)
@@ -170,7 +176,7 @@ def ingest_utterances(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Validate, convert and write every utterance of ``sources`` (columns of the source readers).
 
-    Writes ``<output_dir>/audio_24k/<id>.wav`` and ``<output_dir>/audio_16k/<id>.wav`` (mono,
+    Writes ``<output_dir>/audio_24k/<id>.<digest>.wav`` and ``.../audio_16k/<id>.<digest>.wav`` (mono,
     float32, normalized per ``config``) and returns ``(utterances, rejected)``; rejected rows
     carry ``reason = "<code>: <detail>"``. Raises ValueError if the columns are missing or if no
     utterance is valid, with the reject counts per code.
@@ -212,7 +218,8 @@ def ingest_utterances(
         else:
             stem = safe_file_stem(utt_id)
             paths = {
-                rate: str(write_audio_atomic(dirs[rate] / f"{stem}.wav", wave, rate))
+                rate: str(write_audio_atomic(
+                    dirs[rate] / f"{stem}.{content_digest(wave)}.wav", wave, rate))
                 for rate, wave in converted.items()
             }
             duration_s = audio.shape[-1] / sample_rate
