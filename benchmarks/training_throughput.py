@@ -8,19 +8,27 @@ context; coarse: per-position codebook; fine: one predicted codebook). PyTorch:
 ``torch.optim.AdamW`` and full-vocabulary cross-entropy (``models_throughput.torch_steps``).
 Same config, batch and positions on both sides (the semantic model gets ``context +
 seq`` positions when ``seq`` does not exceed its merged context, so that it has targets).
+Each implementation runs in its own worker process; the workers are stepped in turn and
+each figure is the median of ``--steps`` timed steps after ``--warmup`` untimed ones.
+``--flat-linear`` times ours as it would run with ``nnx.Linear`` applied to 2-D rows
+(a proposed change to the models, patched in the worker only).
 
 MFU = model FLOP/s / the float32 matmul peak measured in the same run; FLOPs, peak and
-timing helpers are ``benchmarks/models_throughput.py``'s. Then the padding fraction of
+the batch/PyTorch helpers are ``benchmarks/models_throughput.py``'s. Then the padding fraction of
 batches on a realistic length distribution (log-normal durations, median 5 s, as in
 LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batcher``.
 
     python benchmarks/training_throughput.py [--presets tiny bark_small] [--steps 5]
+        [--flat-linear] [--skip-padding]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -39,6 +47,7 @@ from bark_kedro.training.optimizer import make_optimizer
 from bark_kedro.training.state import split_model
 from bark_kedro.training.steps import make_train_steps
 
+BIG = ("bark_small", "bark")  # official vocabulary
 DEFAULT_BATCH = {"test": 8, "tiny": 4, "bark_small": 1, "bark": 1}
 SMALL_VOCAB = stage_vocab(256, 50)  # the embedded default: characters, 50 k-means clusters
 
@@ -99,36 +108,89 @@ def our_train_step(stage: str, config, host_batch: dict):
     return run
 
 
-def interleaved_seconds(fns, warmup: int, steps: int) -> list[float]:
-    """Median seconds of each closure, timed in turn step after step (A B A B ...), so a
-    load change on a shared machine hits every implementation alike."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(steps):
-        for fn, out in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+def _step_closure(impl: str, stage: str, preset: str, batch: int, seq: int):
+    config = CONFIG_BUILDERS[stage](preset, BARK_VOCAB if preset in BIG else SMALL_VOCAB)
+    positions = positions_of(stage, config, seq)
+    if impl == "ours":
+        return our_train_step(stage, config, stage_batch(stage, config, batch, positions))
+    x, y = make_batch(config, batch, positions)
+    return torch_steps(config, x, y, "cpu")[1]
+
+
+def flatten_linear_inputs() -> None:
+    """Run every ``nnx.Linear`` on ``(batch*time, features)`` rows (same math): what the
+    proposed ``models/gpt.py`` change would do, applied in this process only."""
+    from flax import nnx
+
+    call = nnx.Linear.__call__
+
+    def flat_call(self, x):
+        if x.ndim <= 2:
+            return call(self, x)
+        return call(self, x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+    nnx.Linear.__call__ = flat_call
+
+
+def worker(impl: str, stage: str, preset: str, batch: int, seq: int, flat: bool) -> None:
+    """Serve timed steps of one implementation: read "step", answer its seconds."""
+    if flat:
+        flatten_linear_inputs()
+    jax.config.update("jax_default_matmul_precision", "highest")
+    torch.set_float32_matmul_precision("highest")
+    step = _step_closure(impl, stage, preset, batch, seq)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        start = time.perf_counter()
+        step()
+        print(time.perf_counter() - start, flush=True)
+
+
+def alternating_seconds(cases: list[list[str]], warmup: int, steps: int) -> list[float]:
+    """Median seconds per step of each worker process, stepped in turn (A B A B ...): a
+    load change on a shared machine hits every implementation alike, and no two thread
+    pools (XLA's, PyTorch's OpenMP) compete inside one process. OpenMP threads sleep
+    instead of spin-waiting (``OMP_WAIT_POLICY=PASSIVE``): on a shared, oversubscribed
+    CPU spinning made PyTorch up to 2x slower, which would flatter us."""
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    procs = [subprocess.Popen([sys.executable, __file__, "--worker", *case], text=True, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for case in cases]
+    try:
+        for proc in procs:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"worker {proc.args} failed to start")
+        times = [[] for _ in procs]
+        for i in range(warmup + steps):
+            for proc, out in zip(procs, times, strict=True):
+                proc.stdin.write("step\n")
+                proc.stdin.flush()
+                seconds = float(proc.stdout.readline())
+                if i >= warmup:
+                    out.append(seconds)
+        return [statistics.median(t) for t in times]
+    finally:
+        for proc in procs:
+            proc.stdin.close()
+            proc.wait(timeout=60)
 
 
 def throughput(args, peak: float) -> None:
     print(f"{'preset':<11}{'stage':<9}{'batch':>6}{'pos':>5}{'ours tok/s':>12}{'MFU':>7}"
           f"{'torch tok/s':>13}{'MFU':>7}{'ours/torch':>12}")
     for preset in args.presets:
-        vocab = BARK_VOCAB if preset in ("bark_small", "bark") else SMALL_VOCAB
+        vocab = BARK_VOCAB if preset in BIG else SMALL_VOCAB
         batch = args.batch or DEFAULT_BATCH[preset]
         for stage in args.stages:
             config = CONFIG_BUILDERS[stage](preset, vocab)
             positions = positions_of(stage, config, args.seq)
             train_flops = flops_per_token(config, positions)[1]
             tokens = batch * positions
-            ours = our_train_step(stage, config, stage_batch(stage, config, batch, positions))
-            x, y = make_batch(config, batch, positions)
-            _, theirs, _ = torch_steps(config, x, y, "cpu")
-            t_ours, t_torch = interleaved_seconds([ours, theirs], args.warmup, args.steps)
+            case = [stage, preset, str(batch), str(args.seq)]
+            flat = ["flat"] if args.flat_linear else ["plain"]
+            t_ours, t_torch = alternating_seconds(
+                [["ours", *case, *flat], ["torch", *case, "plain"]], args.warmup, args.steps)
             ours_tps, torch_tps = tokens / t_ours, tokens / t_torch
             print(f"{preset:<11}{stage:<9}{batch:>6}{positions:>5}{ours_tps:>12,.0f}"
                   f"{ours_tps * train_flops / peak:>7.1%}{torch_tps:>13,.0f}"
@@ -166,6 +228,10 @@ def padding(n_utterances: int, tokens_per_batch: int, seed: int = 0) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        impl, stage, preset, batch, seq, flat = sys.argv[2:8]
+        worker(impl, stage, preset, int(batch), int(seq), flat == "flat")
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "bark_small"])
     parser.add_argument("--stages", nargs="+", default=["semantic", "coarse", "fine"])
@@ -175,6 +241,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--utterances", type=int, default=5000)
     parser.add_argument("--tokens-per-batch", type=int, default=16384)
+    parser.add_argument("--flat-linear", action="store_true",
+                        help="ours with nnx.Linear on (batch*time, features) rows (proposed "
+                             "models/gpt.py change, patched in the worker process only)")
+    parser.add_argument("--skip-padding", action="store_true")
     args = parser.parse_args()
 
     jax.config.update("jax_default_matmul_precision", "highest")
@@ -184,8 +254,11 @@ def main() -> None:
           f"device); torch {torch.__version__} with {torch.get_num_threads()} threads")
     print(f"measured float32 matmul peak (jnp.dot 2048x2048): {peak / 1e9:.1f} GFLOP/s; "
           f"median of {args.steps} train steps after {args.warmup} warm-up\n")
+    if args.flat_linear:
+        print("ours: nnx.Linear applied to (batch*time, features) rows (--flat-linear)\n")
     throughput(args, peak)
-    padding(args.utterances, args.tokens_per_batch)
+    if not args.skip_padding:
+        padding(args.utterances, args.tokens_per_batch)
 
 
 if __name__ == "__main__":
