@@ -15,10 +15,11 @@ from bark_kedro.generation import (
     generate_fine,
     generate_semantic,
 )
-from bark_kedro.generation.coarse import N_PROMPT_BUCKETS, _coarse_decode, _coarse_prefill
+from bark_kedro.generation._common import N_CACHE_LENGTHS
+from bark_kedro.generation.coarse import N_PROMPT_BUCKETS, _coarse_prefill, _coarse_steps
 from bark_kedro.generation.fine import _fine_window
 from bark_kedro.generation.sampling import row_keys
-from bark_kedro.generation.semantic import _semantic_loop
+from bark_kedro.generation.semantic import _semantic_prefill, _semantic_steps
 from bark_kedro.models import build_model, semantic_config
 from tests.generation.reference import TINY_CONFIG, TINY_VOCAB, tiny_models
 
@@ -78,19 +79,21 @@ def test_semantic_eos_rules():
 def test_each_loop_compiles_once(models):
     config = SMALL.replace(top_k=1)
     generate_semantic(models["semantic"], _texts(2), config=config, key=0)
-    sizes = (_semantic_loop._cache_size(), _coarse_prefill._cache_size(),
-             _coarse_decode._cache_size(), _fine_window._cache_size())
+    semantic_sizes = (_semantic_prefill._cache_size(), _semantic_steps._cache_size())
+    sizes = (_coarse_prefill._cache_size(), _coarse_steps._cache_size(), _fine_window._cache_size())
     semantic = generate_semantic(models["semantic"], _texts(2, seed=5), config=config, key=1)
     semantic = [np.resize(s, 70) for s in semantic]  # several coarse windows
     coarse = generate_coarse(models["coarse"], semantic, config=config, key=0)
     coarse2 = generate_coarse(models["coarse"], [s[:30] for s in semantic], config=config, key=0)
     fine = generate_fine(models["fine"], coarse, config=config, key=0)
     generate_fine(models["fine"], coarse2, config=config, key=0)
-    assert _semantic_loop._cache_size() == sizes[0]  # same batch size, other texts: no retrace
-    # one coarse prefill per prompt-length bucket, one decode loop, not one per window (11 here)
-    assert _coarse_prefill._cache_size() <= sizes[1] + N_PROMPT_BUCKETS + 1
-    assert _coarse_decode._cache_size() <= sizes[2] + 1
-    assert _fine_window._cache_size() <= sizes[3] + 1
+    # same batch size, other texts: no retrace
+    assert (_semantic_prefill._cache_size(), _semantic_steps._cache_size()) == semantic_sizes
+    # a coarse prefill per prompt-length bucket, a decode loop per cache length: not one per
+    # window (11 here)
+    assert _coarse_prefill._cache_size() <= sizes[0] + N_PROMPT_BUCKETS + 1
+    assert _coarse_steps._cache_size() <= sizes[1] + N_CACHE_LENGTHS
+    assert _fine_window._cache_size() <= sizes[2] + 1
     assert [c.shape for c in coarse] == [(2, 105)] * 2  # floor(70 * 75 / 49.9)
     assert [f.shape for f in fine] == [(8, 105)] * 2
     for c, f in zip(coarse, fine, strict=True):

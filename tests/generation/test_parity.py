@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import bark_kedro.generation._common as generation_common
 import bark_kedro.generation.coarse as coarse_module
 from bark_kedro.generation import (
     GenerationConfig,
@@ -29,6 +30,12 @@ from tests.generation.reference import (
 
 gen = pytest.importorskip("bark.generation")
 MAX_SEMANTIC = SEMANTIC_BLOCK - 256
+
+
+@pytest.fixture(autouse=True)
+def grow_caches_often(monkeypatch):
+    """Short cache growth steps, so that the loops here grow their caches several times."""
+    monkeypatch.setattr(generation_common, "MIN_CACHE_GROWTH", 12)
 
 
 def _prompt(semantic=None, coarse=None, fine=None):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -12,6 +14,7 @@ from bark_kedro.generation.sampling import row_keys
 from bark_kedro.models.config import GPTConfig
 from bark_kedro.models.fine_gpt import FineGPT
 from bark_kedro.models.gpt import GPT
+from bark_kedro.models.kv_cache import KVCache
 
 KeyLike = int | jax.Array
 
@@ -84,3 +87,35 @@ def check_fine(model):
     if not isinstance(model, FineGPT):
         raise ValueError(f"expected the fine model (FineGPT), got {type(model).__name__}")
     return model.config
+
+
+N_CACHE_LENGTHS = 4  # a decode loop is compiled for each cache length it grows through
+MIN_CACHE_GROWTH = 128
+
+
+def cache_lengths(first: int, last: int) -> list[int]:
+    """The cache lengths a decode grows through, from ``first`` to ``last`` positions.
+
+    Attention reads the whole cache every step, so a short cache while few positions are
+    filled saves memory traffic (most with batches); a few evenly spaced lengths, at least
+    ``MIN_CACHE_GROWTH`` apart, bound the compilations.
+    """
+    first = min(first, last)
+    n = max(1, min(N_CACHE_LENGTHS, (last - first) // MIN_CACHE_GROWTH))
+    return sorted({first + (last - first) * k // n for k in range(1, n + 1)})
+
+
+def fitting_length(lengths: list[int], needed: int) -> int:
+    """The shortest of ``lengths`` holding ``needed`` positions."""
+    for length in lengths:
+        if length >= needed:
+            return length
+    raise ValueError(f"no cache length in {lengths} holds {needed} positions")
+
+
+@partial(jax.jit, static_argnames=("length",))
+def grow_cache(cache: KVCache, length: int) -> KVCache:
+    """The same cache with room for ``length`` positions (the new slots are empty)."""
+    pad = [(0, 0)] * cache.keys.ndim
+    pad[3] = (0, length - cache.max_len)
+    return cache.replace(keys=jnp.pad(cache.keys, pad), values=jnp.pad(cache.values, pad))

