@@ -54,6 +54,39 @@ def typed_params_as_dict(value: Any) -> dict[str, Any] | None:
     return None
 
 
+class MultiHostHooks:
+    """Multi-host runs (TPU pods, GPU clusters): every host runs the same ``kedro run``.
+
+    ``jax.distributed.initialize()`` runs first when the environment describes several
+    processes (see :func:`bark_kedro.training.maybe_initialize_distributed`); then on
+    every process but 0 each persisted catalog entry is wrapped so that it never writes
+    (process 0 writes datasets, models and reports). MLflow records come from process 0
+    only: the others track into a throwaway local store (see ``settings.py``).
+    """
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from bark_kedro.training.mesh import maybe_initialize_distributed
+
+        maybe_initialize_distributed()
+
+    @hook_impl
+    def after_catalog_created(self, catalog: Any) -> None:
+        import jax
+
+        if jax.process_index() == 0:
+            return
+        from kedro.io import MemoryDataset
+
+        from bark_kedro.datasets.primary_only import PrimaryWritesDataset
+
+        for name in list(catalog.keys()):
+            dataset = catalog.get(name)
+            if not isinstance(dataset, MemoryDataset | PrimaryWritesDataset):
+                catalog[name] = PrimaryWritesDataset(dataset)
+        logger.info("process %d: catalog entries are not written here", jax.process_index())
+
+
 class RunTrackingHooks:
     """Tags each MLflow run with its pipeline, git commit and the dataset versions it used.
 

@@ -1,10 +1,32 @@
 """Project settings (https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import os
+import tempfile
 from pathlib import Path
 
-from bark_kedro.hooks import RunTrackingHooks
+from bark_kedro.hooks import MultiHostHooks, RunTrackingHooks
 
-HOOKS = (RunTrackingHooks(),)
+HOOKS = (MultiHostHooks(), RunTrackingHooks())
+
+# Environment variables that give a process's rank on a multi-host run.
+_RANK_VARIABLES = ("JAX_PROCESS_ID", "TPU_WORKER_ID", "CLOUD_TPU_TASK_ID", "SLURM_PROCID",
+                   "OMPI_COMM_WORLD_RANK")
+
+
+def _process_rank() -> int:
+    for name in _RANK_VARIABLES:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _tracking_store(default: str) -> str:
+    """The project's MLflow store on process 0; a throwaway local one on the other hosts."""
+    rank = _process_rank()
+    if rank == 0:
+        return default
+    return f"sqlite:///{tempfile.gettempdir()}/bark_kedro_mlflow_process_{rank}.db"
+
 
 # kedro-telemetry is installed by kedro-viz; the project's `.telemetry` file says no.
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
@@ -14,5 +36,5 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     # `${cwd:}` in conf: Kedro runs from the project root, and absolute store URIs keep
     # MLflow from reusing one SQLite connection for two projects in one process (tests).
-    "custom_resolvers": {"cwd": lambda: Path.cwd().as_posix()},
+    "custom_resolvers": {"cwd": lambda: Path.cwd().as_posix(), "tracking_store": _tracking_store},
 }
