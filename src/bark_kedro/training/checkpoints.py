@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from bark_kedro.training.batching import DataPosition
 
@@ -41,7 +42,9 @@ class TrainCheckpoints:
     """Save and restore the training state of one run directory."""
 
     def __init__(self, run_dir: str | Path, keep: int = 2):
-        self.run_dir = Path(run_dir).absolute()
+        # a bucket URL (gs://..., shared by the hosts of a pod) or a local directory
+        remote = "://" in str(run_dir)
+        self.run_dir = epath.Path(str(run_dir)) if remote else Path(run_dir).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self.manager = ocp.CheckpointManager(self.run_dir, options=options)
 

@@ -70,8 +70,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` (see :func:`build_stage_model`) on ``config.stage`` examples.
 
-    ``run_dir`` receives Orbax checkpoints; if it holds some, training resumes from the
-    newest. ``on_metrics(step, metrics)`` gets loss, learning_rate, grad_norm and
+    ``run_dir`` (a local directory, or a bucket path such as ``gs://...`` that every host
+    of a multi-host run sees) receives Orbax checkpoints; if it holds some, training
+    resumes from the newest. ``on_metrics(step, metrics)`` gets loss, learning_rate, grad_norm and
     tokens_per_s every ``log_every`` steps, ``on_eval(step, metrics)`` the validation
     loss, perplexity, top1 and top10; both on process 0 only. A non-finite loss or
     gradient norm raises :class:`TrainingDiverged` and keeps the last good checkpoint.
