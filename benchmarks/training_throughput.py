@@ -20,6 +20,7 @@ LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batche
 
     python benchmarks/training_throughput.py [--presets tiny bark_small] [--steps 5]
         [--flat-linear] [--skip-padding]
+    python benchmarks/training_throughput.py --demo-steps 100   # conf/base-like stage runs
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -234,6 +236,48 @@ def padding(n_utterances: int, tokens_per_batch: int, seed: int = 0) -> None:
         print(f"{stage:<9}{len(lengths):>9}{naive:>12.1%}{fixed:>15.1%}{ours:>14.1%}")
 
 
+def demo_training(steps: int) -> None:
+    """Each stage trained as ``conf/base`` does (tiny preset, 2048 positions per batch,
+    lr 2e-3, 20 warm-up steps) on demo-sized synthetic tables: 240 utterances, 8 speakers,
+    texts of 18-94 characters (tests/training/synthetic.py: learnable token rules)."""
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bark_kedro.training import (
+        ModelInitConfig,
+        TrainConfig,
+        build_stage_examples,
+        build_stage_model,
+        train,
+    )
+    from tests.training.synthetic import token_tables
+
+    vocab = stage_vocab(100, 50)
+    tables = token_tables(vocab, n_utterances=240, n_speakers=8, text_len=(18, 95), val_every=10)
+    print(f"\n{steps} steps per stage, demo-sized synthetic corpus (216 train / 24 validation)")
+    print(f"{'stage':<9}{'wall s':>7}{'examples':>9}{'padding':>8}{'tok/s':>7}"
+          f"{'val loss 0 -> end':>19}{'top1 0 -> end':>15}")
+    for stage in ("semantic", "coarse", "fine"):
+        overrides = {"block_size": 512, "merge_context_len": 128} if stage == "semantic" else {}
+        model = build_stage_model(stage, vocab, ModelInitConfig("tiny", overrides), seed=0)
+        data = StageDataConfig()
+        train_ex, val_ex = (build_stage_examples(stage, *tables, vocab, data, model.config,
+                                                 split, 0)[0] for split in ("train", "validation"))
+        config = TrainConfig(stage=stage, steps=steps, tokens_per_batch=2048, eval_every=25,
+                             checkpoint_every=50, progress=False,
+                             optimizer=OptimizerConfig(learning_rate=2e-3, warmup_steps=20))
+        run_dir = tempfile.mkdtemp()
+        start = time.perf_counter()
+        s = train(model, train_ex, val_ex, config, data, run_dir).summary
+        wall = time.perf_counter() - start
+        shutil.rmtree(run_dir)
+        print(f"{stage:<9}{wall:>7.0f}{len(train_ex):>9}{s['padding_fraction']:>8.1%}"
+              f"{s['tokens_per_s']:>7,.0f}{s['initial_val_loss']:>10.2f} -> "
+              f"{s['final_val_loss']:<5.2f}{s['initial_val_top1']:>8.2f} -> "
+              f"{s['final_val_top1']:.2f}", flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         impl, stage, preset, batch, seq, flat = sys.argv[2:8]
@@ -252,7 +296,12 @@ def main() -> None:
                         help="ours with nnx.Linear on (batch*time, features) rows (proposed "
                              "models/gpt.py change, patched in the worker process only)")
     parser.add_argument("--skip-padding", action="store_true")
+    parser.add_argument("--demo-steps", type=int, default=0,
+                        help="instead: train each stage this many steps on a demo-sized corpus")
     args = parser.parse_args()
+    if args.demo_steps:
+        demo_training(args.demo_steps)
+        return
 
     jax.config.update("jax_default_matmul_precision", "highest")
     torch.set_float32_matmul_precision("highest")
