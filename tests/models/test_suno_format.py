@@ -208,3 +208,13 @@ def test_official_vocab_needs_matching_sizes(tmp_path):
     save_suno(tmp_path / "text.pt", ref, args)
     with pytest.raises(ValueError, match="input_vocab_size"):
         load_suno_checkpoint(tmp_path / "text.pt")
+
+
+def test_overrides_replace_checkpoint_args(coarse_file):
+    ref, args, tmp = coarse_file
+    save_suno(tmp / "coarse.pt", ref, args)
+    model, config = load_suno_checkpoint(tmp / "coarse.pt", stage="coarse", vocab=VOCAB,
+                                         dropout=0.1, dtype="bfloat16")
+    assert args["dropout"] == 0.0
+    assert (config.dropout, config.dtype) == (0.1, "bfloat16")
+    assert model.config == config

@@ -124,9 +124,9 @@ def config_from_suno_args(
     if is_fine:
         args.setdefault("n_codes_total", 8)
         args.setdefault("n_codes_given", 1)
-        return FineGPTConfig(**args, vocab=vocab, **overrides)
+        return FineGPTConfig(**(args | {"vocab": vocab} | overrides))
     stage = stage or _guess_stage(args, vocab, path)
-    return GPTConfig(**args, stage=stage, vocab=vocab, **overrides)
+    return GPTConfig(**(args | {"stage": stage, "vocab": vocab} | overrides))
 
 
 def load_suno_checkpoint(

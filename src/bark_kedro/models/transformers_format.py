@@ -56,8 +56,8 @@ def config_from_transformers(
             n_codes_total=int(cfg.get("n_codes_total", 8)),
             n_codes_given=int(cfg.get("n_codes_given", 1)),
         )
-        return FineGPTConfig(**args, vocab=vocab, **overrides)
-    return GPTConfig(**args, stage=SUBMODELS[model_type], vocab=vocab, **overrides)
+        return FineGPTConfig(**(args | {"vocab": vocab} | overrides))
+    return GPTConfig(**(args | {"stage": SUBMODELS[model_type], "vocab": vocab} | overrides))
 
 
 def model_from_transformers_state_dict(
