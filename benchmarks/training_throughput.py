@@ -10,8 +10,6 @@ Same config, batch and positions on both sides (the semantic model gets ``contex
 seq`` positions when ``seq`` does not exceed its merged context, so that it has targets).
 Each implementation runs in its own worker process; the workers are stepped in turn and
 each figure is the median of ``--steps`` timed steps after ``--warmup`` untimed ones.
-``--flat-linear`` times ours as it would run with ``nnx.Linear`` applied to 2-D rows
-(a proposed change to the models, patched in the worker only).
 
 MFU = model FLOP/s / the float32 matmul peak measured in the same run; FLOPs, peak and
 the batch/PyTorch helpers are ``benchmarks/models_throughput.py``'s. Then the padding fraction of
@@ -19,7 +17,7 @@ batches on a realistic length distribution (log-normal durations, median 5 s, as
 LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batcher``.
 
     python benchmarks/training_throughput.py [--presets tiny bark_small] [--steps 5]
-        [--flat-linear] [--skip-padding]
+        [--skip-padding]
     python benchmarks/training_throughput.py --demo-steps 100   # conf/base-like stage runs
 """
 
@@ -119,25 +117,8 @@ def _step_closure(impl: str, stage: str, preset: str, batch: int, seq: int):
     return torch_steps(config, x, y, "cpu")[1]
 
 
-def flatten_linear_inputs() -> None:
-    """Run every ``nnx.Linear`` on ``(batch*time, features)`` rows (same math): what the
-    proposed ``models/gpt.py`` change would do, applied in this process only."""
-    from flax import nnx
-
-    call = nnx.Linear.__call__
-
-    def flat_call(self, x):
-        if x.ndim <= 2:
-            return call(self, x)
-        return call(self, x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
-
-    nnx.Linear.__call__ = flat_call
-
-
-def worker(impl: str, stage: str, preset: str, batch: int, seq: int, flat: bool) -> None:
+def worker(impl: str, stage: str, preset: str, batch: int, seq: int) -> None:
     """Serve timed steps of one implementation: read "step", answer its seconds."""
-    if flat:
-        flatten_linear_inputs()
     jax.config.update("jax_default_matmul_precision", "highest")
     torch.set_float32_matmul_precision("highest")
     step = _step_closure(impl, stage, preset, batch, seq)
@@ -189,9 +170,8 @@ def throughput(args) -> None:
             config = CONFIG_BUILDERS[stage](preset, vocab)
             positions = positions_of(stage, config, args.seq)
             case = [stage, preset, str(batch), str(args.seq)]
-            flat = "flat" if args.flat_linear else "plain"
             t_ours, t_torch = alternating_seconds(
-                [["ours", *case, flat], ["torch", *case, "plain"]], args.warmup, args.steps)
+                [["ours", *case], ["torch", *case]], args.warmup, args.steps)
             rows.append((preset, stage, batch, positions, flops_per_token(config, positions)[1],
                          batch * positions / t_ours, batch * positions / t_torch))
             peaks.append(matmul_peak())
@@ -280,8 +260,8 @@ def demo_training(steps: int) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        impl, stage, preset, batch, seq, flat = sys.argv[2:8]
-        worker(impl, stage, preset, int(batch), int(seq), flat == "flat")
+        impl, stage, preset, batch, seq = sys.argv[2:7]
+        worker(impl, stage, preset, int(batch), int(seq))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["tiny", "bark_small"])
@@ -292,9 +272,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--utterances", type=int, default=5000)
     parser.add_argument("--tokens-per-batch", type=int, default=16384)
-    parser.add_argument("--flat-linear", action="store_true",
-                        help="ours with nnx.Linear on (batch*time, features) rows (proposed "
-                             "models/gpt.py change, patched in the worker process only)")
     parser.add_argument("--skip-padding", action="store_true")
     parser.add_argument("--demo-steps", type=int, default=0,
                         help="instead: train each stage this many steps on a demo-sized corpus")
@@ -308,8 +285,6 @@ def main() -> None:
     print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind} ({jax.device_count()} "
           f"device); torch {torch.__version__} with {torch.get_num_threads()} threads; "
           f"median of {args.steps} train steps after {args.warmup} warm-up")
-    if args.flat_linear:
-        print("ours: nnx.Linear applied to (batch*time, features) rows (--flat-linear)")
     throughput(args)
     if not args.skip_padding:
         padding(args.utterances, args.tokens_per_batch)

@@ -40,8 +40,20 @@ def layer_norm(config: GPTConfig | FineGPTConfig, use_bias: bool, rngs: nnx.Rngs
     )
 
 
+class RowLinear(nnx.Linear):
+    """``nnx.Linear`` applied to the input's rows ``(..., features)`` flattened to 2-D.
+
+    Same parameters and result; XLA:CPU compiles the backward pass of a 2-D matmul without
+    the slow transposing copies it emits for 3-D inputs (about 30% of a small training step).
+    """
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        return super().__call__(rows).reshape(*inputs.shape[:-1], -1)
+
+
 def _linear(config, n_in: int, n_out: int, std: float, rngs: nnx.Rngs, bias: bool) -> nnx.Linear:
-    return nnx.Linear(
+    return RowLinear(
         n_in,
         n_out,
         use_bias=bias,
