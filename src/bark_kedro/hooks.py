@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import subprocess
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 from pydantic import BaseModel, TypeAdapter
+
+from bark_kedro.mappings import flatten
 
 logger = logging.getLogger(__name__)
 
@@ -31,18 +32,6 @@ def git_commit(project_path: Path) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{commit}-dirty" if dirty else commit
-
-
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def typed_params_as_dict(value: Any) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from bark_kedro.audio.ingest import safe_file_stem
 from bark_kedro.audio.io import write_audio_atomic
 from bark_kedro.evaluation.audio_metrics import summarize
 from bark_kedro.evaluation.plots import plot_spectrograms
+from bark_kedro.mappings import flatten
 from bark_kedro.tokenizers._checks import mono_float32
 from bark_kedro.tokenizers.frames import CODEC_SAMPLE_RATE
 
@@ -111,7 +112,7 @@ def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """Flat metrics of a report dict for MLflow: the summary as is (``mcd_db_mean``, ...) and the
     stage metrics as ``<stage>/<name>``; the same names in every run, so runs compare by name.
     """
-    flat = {**report["summary"], **_flatten(report["stage_metrics"])}
+    flat = {**report["summary"], **flatten(report["stage_metrics"], sep="/")}
     return {name: float(v) for name, v in flat.items() if _is_number(v) and math.isfinite(v)}
 
 
@@ -193,10 +194,10 @@ def render_html(report: Mapping[str, Any]) -> str:
         f"<title>{escape(report['title'])}</title>", f"<style>{_STYLE}</style>", "</head>",
         "<body>", f"<h1>{escape(report['title'])}</h1>",
         f"<p>Created {escape(report['created_utc'])}; audio at {report['sample_rate']} Hz.</p>",
-        "<h2>Run</h2>", _key_value_table(_flatten(report["run"])),
+        "<h2>Run</h2>", _key_value_table(flatten(report["run"], sep="/")),
         "<h2>Summary over utterances</h2>", _summary_table(report["summary"]),
         "<h2>Held-out teacher-forced metrics per stage</h2>",
-        _key_value_table(_flatten(report["stage_metrics"])),
+        _key_value_table(flatten(report["stage_metrics"], sep="/")),
         "<h2>Utterances</h2>", _table(["utterance"] + columns, rows),
     ]
     parts += [_utterance_section(u) for u in utterances]
@@ -262,14 +263,3 @@ def _number_cell(value: Any) -> str:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from bark_kedro.mappings import flatten
+
 
 def summarize_tokenization(
     n_utterances: int, stage_stats: Mapping[str, Mapping[str, float]], rejects: pd.DataFrame,
@@ -31,11 +33,5 @@ def summarize_tokenization(
 
 def numeric_leaves(report: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """``{"a": {"b": 1.0}, "c": "x"}`` -> ``{"a.b": 1.0}``: the numbers of a report, flattened."""
-    flat: dict[str, float] = {}
-    for key, value in report.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(numeric_leaves(value, f"{name}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[name] = float(value)
-    return flat
+    return {name: float(value) for name, value in flatten(report, prefix).items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
