@@ -81,3 +81,15 @@ def test_bad_input_exits_2_with_a_message(artifacts, tmp_path, caplog):
     assert "--fine" in caplog.text and not (tmp_path / "x.wav").exists()
     with pytest.raises(SystemExit):
         main(["text", "--semantic", "a"])  # argparse: required arguments missing
+
+
+@pytest.mark.slow
+def test_fit_windows_uses_the_training_windows_of_small_models(artifacts, tmp_path):
+    out = tmp_path / "fit.wav"
+    base = _args(artifacts, "-o", str(out))
+    start = base.index("--semantic-window")
+    args = base[:start] + base[start + 8:]  # Bark's default windows: too big for these models
+    assert main(args) == 2
+    assert main([*args, "--fit-windows"]) == 0
+    audio, rate = sf.read(out)
+    assert rate == 24_000 and len(audio) > 0

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--bfloat16", action="store_true",
                      help="bfloat16 weights and compute (half the memory traffic; fast on "
                           "GPU/TPU, slower on CPUs, where XLA has no fast bfloat16 matmul)")
+    gen.add_argument("--fit-windows", action="store_true",
+                     help="coarse/fine windows as the training layouts used them for these "
+                          "models' block sizes (for models trained here; Bark's own at 1024)")
     defaults = GenerationConfig()
     kinds = {"fine_temperature": _optional(float), "top_k": _optional(int),
              "top_p": _optional(float), "min_eos_p": _optional(float),
@@ -146,6 +149,10 @@ def run(args: argparse.Namespace) -> Path:
     overrides = {"dtype": "bfloat16"} if args.bfloat16 else {}
     models = [load_stage_model(p, s, vocab, **overrides) for p, s in
               ((args.semantic, "semantic"), (args.coarse, "coarse"), (args.fine, "fine"))]
+    if args.fit_windows:
+        from bark_kedro.generation.windows import fit_windows
+
+        config = fit_windows(config, models[1].config, models[2].config)
     codec = CodecTokenizer.from_checkpoint(args.codec)
     synthesizer = Synthesizer(*models, load_text_tokenizer(args.text_tokenizer), codec, config,
                               weights_dtype=jnp.bfloat16 if args.bfloat16 else None)
