@@ -116,6 +116,6 @@ def fitting_length(lengths: list[int], needed: int) -> int:
 @partial(jax.jit, static_argnames=("length",))
 def grow_cache(cache: KVCache, length: int) -> KVCache:
     """The same cache with room for ``length`` positions (the new slots are empty)."""
-    pad = [(0, 0)] * cache.keys.ndim
-    pad[3] = (0, length - cache.max_len)
-    return cache.replace(keys=jnp.pad(cache.keys, pad), values=jnp.pad(cache.values, pad))
+    pad = ((0, 0), (0, 0), (0, length - cache.max_len), (0, 0))
+    return cache.replace(keys=tuple(jnp.pad(k, pad) for k in cache.keys),
+                         values=tuple(jnp.pad(v, pad) for v in cache.values))

@@ -78,25 +78,13 @@ def manual_attention(q, k, v, mask, kv_layout: str = "bshd", dropout=None, rngs=
 
 
 def cached_attention(q: jax.Array, cache: KVCache, layer: int) -> jax.Array:
-    """Attention of new queries ``q`` (b, t, h, d) over ``layer``'s cached keys/values.
-
-    Batch and heads are merged into one dot dimension: on CPU a dot over a (b, h)
-    bitcast of the cache stops XLA from updating the cache in place in a decode loop
-    (it copies every layer's buffers each step).
-    """
-    n_layer, b, h, s, d = cache.keys.shape
-    t = q.shape[1]
-    keys = cache.keys.reshape(n_layer, b * h, s, d)[layer]
-    values = cache.values.reshape(n_layer, b * h, s, d)[layer]
-    qn = jnp.swapaxes(q, 1, 2).reshape(b * h, t, d)
-    scores = jnp.einsum("ntd,nsd->nts", qn, keys) / math.sqrt(d)
-    mask = cache.query_mask(t)
-    if mask.ndim == 4:  # per-row index: (b, 1, t, s)
-        mask = jnp.broadcast_to(mask, (b, h, t, s)).reshape(b * h, t, s)
+    """Attention of new queries ``q`` (b, t, h, d) over ``layer``'s cached keys/values."""
+    keys, values = cache.keys[layer], cache.values[layer]  # (b, h, s, d)
+    scores = jnp.einsum("bthd,bhsd->bhts", q, keys) / math.sqrt(q.shape[-1])
+    mask = cache.query_mask(q.shape[1])  # (t, s), or (b, 1, t, s) with per-row indices
     scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(values.dtype)
-    out = jnp.einsum("nts,nsd->ntd", probs, values)
-    return jnp.swapaxes(out.reshape(b, h, t, d), 1, 2)
+    return jnp.einsum("bhts,bhsd->bthd", probs, values)
 
 
 class SelfAttention(nnx.Module):

@@ -17,15 +17,19 @@ from bark_kedro.models.config import GPTConfig
 
 @struct.dataclass
 class KVCache:
-    """Keys/values of every layer, ``(n_layer, batch, n_head, max_len, head_dim)``.
+    """Keys/values: one ``(batch, n_head, max_len, head_dim)`` buffer per layer.
+
+    Separate buffers per layer (not one stacked array), so that attention reads a layer's
+    buffer where it lies: slicing a layer out of a stacked cache makes XLA:CPU copy it at
+    every decode step (a third of a batched step).
 
     ``index`` (int32) is the number of positions already written: a scalar shared by all
     rows, or one per row ``(batch,)`` (rows whose prompts differ in length); attention
     of a new query at position ``index + i`` sees keys at positions ``<= index + i``.
     """
 
-    keys: jax.Array
-    values: jax.Array
+    keys: tuple[jax.Array, ...]
+    values: tuple[jax.Array, ...]
     index: jax.Array
 
     @classmethod
@@ -48,15 +52,21 @@ class KVCache:
             )
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
+        shape = (batch_size, config.n_head, max_len, config.head_dim)
         dtype = jnp.dtype(config.dtype if dtype is None else dtype)
         index = jnp.zeros((batch_size,) if per_row else (), jnp.int32)
-        # two buffers, so that a jitted loop may donate both
-        return cls(keys=jnp.zeros(shape, dtype), values=jnp.zeros(shape, dtype), index=index)
+        # separate buffers, so that a jitted loop may donate each
+        keys = tuple(jnp.zeros(shape, dtype) for _ in range(config.n_layer))
+        values = tuple(jnp.zeros(shape, dtype) for _ in range(config.n_layer))
+        return cls(keys=keys, values=values, index=index)
 
     @property
     def max_len(self) -> int:
-        return self.keys.shape[3]
+        return self.keys[0].shape[2]
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys[0].shape[0]
 
     def check_room(self, n_new: int) -> None:
         """Raise if ``n_new`` positions do not fit (only when the index is concrete)."""
@@ -72,20 +82,19 @@ class KVCache:
 
     def write(self, layer: int, k: jax.Array, v: jax.Array) -> KVCache:
         """Store new keys/values ``(batch, T, n_head, head_dim)`` of ``layer`` at ``index``."""
+        keys, values = self.keys[layer], self.values[layer]
         if self.index.ndim == 1:  # per-row positions: scatter (batch, T) slots in place
             rows = jnp.arange(k.shape[0])[:, None]
             pos = self.index[:, None] + jnp.arange(k.shape[1])[None, :]
-            return self.replace(
-                keys=self.keys.at[layer, rows, :, pos].set(k.astype(self.keys.dtype)),
-                values=self.values.at[layer, rows, :, pos].set(v.astype(self.values.dtype)),
-            )
-        k = jnp.swapaxes(k, 1, 2).astype(self.keys.dtype)[None]
-        v = jnp.swapaxes(v, 1, 2).astype(self.values.dtype)[None]
-        start = (layer, 0, 0, self.index, 0)
-        return self.replace(
-            keys=jax.lax.dynamic_update_slice(self.keys, k, start),
-            values=jax.lax.dynamic_update_slice(self.values, v, start),
-        )
+            keys = keys.at[rows, :, pos].set(k.astype(keys.dtype))
+            values = values.at[rows, :, pos].set(v.astype(values.dtype))
+        else:
+            start = (0, 0, self.index, 0)
+            keys = jax.lax.dynamic_update_slice(
+                keys, jnp.swapaxes(k, 1, 2).astype(keys.dtype), start)
+            values = jax.lax.dynamic_update_slice(
+                values, jnp.swapaxes(v, 1, 2).astype(values.dtype), start)
+        return self.replace(keys=_put(self.keys, layer, keys), values=_put(self.values, layer, values))
 
     def positions(self, n_new: int) -> jax.Array:
         """Positions of ``n_new`` new tokens: ``(n_new,)``, or ``(batch, n_new)`` per row."""
@@ -103,10 +112,14 @@ class KVCache:
         a right-padded prompt, set each row's index to its true length so that the next
         tokens overwrite the padding (positions at or after the index are never attended)."""
         index = jnp.asarray(index, jnp.int32)
-        if index.ndim > 1 or (index.ndim == 1 and index.shape[0] != self.keys.shape[1]):
-            raise ValueError(f"index must be a scalar or ({self.keys.shape[1]},), got {index.shape}")
+        if index.ndim > 1 or (index.ndim == 1 and index.shape[0] != self.batch_size):
+            raise ValueError(f"index must be a scalar or ({self.batch_size},), got {index.shape}")
         return self.replace(index=index)
 
     def advance(self, n: int) -> KVCache:
         """The cache after ``n`` new positions were written to every layer."""
         return self.replace(index=self.index + n)
+
+
+def _put(buffers: tuple[jax.Array, ...], layer: int, buffer: jax.Array) -> tuple[jax.Array, ...]:
+    return buffers[:layer] + (buffer,) + buffers[layer + 1:]

@@ -231,7 +231,10 @@ class CodecTokenizer:
         if self._parallel is None:
             self._parallel = ParallelEncoder(self.model, self.n_codebooks)
         order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
-        groups = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        # at least two groups per worker, so that every worker has work and they finish together
+        n_groups = max(-(-len(order) // self.batch_size), min(len(order), 2 * self.cpu_workers))
+        size = -(-len(order) // n_groups)
+        groups = [order[i:i + size] for i in range(0, len(order), size)]
         total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
         results = self._parallel.map(self._parallel.encode_group,
                                      [[pieces[k][2] for k in g] for g in groups],
