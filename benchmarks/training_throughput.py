@@ -11,8 +11,12 @@ seq`` positions when ``seq`` does not exceed its merged context, so that it has 
 Each implementation runs in its own worker process; the workers are stepped in turn and
 each figure is the median of ``--steps`` timed steps after ``--warmup`` untimed ones.
 
-MFU = model FLOP/s / the float32 matmul peak measured in the same run; FLOPs, peak and
-the batch/PyTorch helpers are ``benchmarks/models_throughput.py``'s. Then the padding fraction of
+MFU = model FLOP/s / the float32 matmul peak measured in the same run (the peak and the
+batch/PyTorch helpers are ``benchmarks/models_throughput.py``'s). Model FLOPs are those the
+stage's loss needs (:func:`stage_flops_per_position`): the blocks at every position, the
+head only over the ids the stage's softmax covers (semantic: ids + EOS, at the positions
+after the merged context; coarse: the two codebooks; fine: one codebook). Ours computes
+just these; PyTorch computes the full head everywhere, which this count leaves out. Then the padding fraction of
 batches on a realistic length distribution (log-normal durations, median 5 s, as in
 LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batcher``.
 
@@ -58,6 +62,17 @@ def positions_of(stage: str, config, seq: int) -> int:
     if stage == "semantic" and seq <= config.merge_context_len + 1:
         return config.merge_context_len + seq
     return seq
+
+
+def stage_flops_per_position(stage: str, config, positions: int) -> float:
+    """Training FLOPs per model position that the stage's loss needs (see the docstring)."""
+    c, v = config.n_embd, config.vocab
+    body = flops_per_token(config, positions)[1] - 6 * c * config.output_vocab_size
+    if stage == "semantic":
+        with_loss = max(positions - config.merge_context_len, 0) / positions
+        return body + 6 * c * (v.semantic_vocab_size + 1) * with_loss
+    books = v.n_coarse_codebooks if stage == "coarse" else 1
+    return body + 6 * c * books * v.codebook_size
 
 
 def stage_batch(stage: str, config, batch: int, positions: int, seed: int = 0) -> dict:
@@ -172,7 +187,8 @@ def throughput(args) -> None:
             case = [stage, preset, str(batch), str(args.seq)]
             t_ours, t_torch = alternating_seconds(
                 [["ours", *case], ["torch", *case]], args.warmup, args.steps)
-            rows.append((preset, stage, batch, positions, flops_per_token(config, positions)[1],
+            rows.append((preset, stage, batch, positions,
+                         stage_flops_per_position(stage, config, positions),
                          batch * positions / t_ours, batch * positions / t_torch))
             peaks.append(matmul_peak())
             print(f"  timed {preset} {stage}", file=sys.stderr, flush=True)

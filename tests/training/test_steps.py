@@ -13,9 +13,10 @@ from bark_kedro.training import MeshConfig, OptimizerConfig, stage_vocab
 from bark_kedro.training.batching import collate
 from bark_kedro.training.layouts import coarse_examples
 from bark_kedro.training.mesh import global_batch, make_mesh, state_shardings
+from bark_kedro.training.model_init import CONFIG_BUILDERS
 from bark_kedro.training.optimizer import decay_mask, learning_rate_schedule, make_optimizer
 from bark_kedro.training.state import split_model
-from bark_kedro.training.steps import make_train_steps, restrict_logits, token_stats
+from bark_kedro.training.steps import make_train_steps, stage_outputs, token_stats
 
 VOCAB = stage_vocab(40, 64, 32)
 
@@ -25,32 +26,56 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
+def _model(stage: str):
+    return build_model(CONFIG_BUILDERS[stage]("test", VOCAB), seed=0)
+
+
 def test_coarse_softmax_is_over_the_positions_codebook_only():
     rng = np.random.default_rng(0)
     s, c = VOCAB.semantic_vocab_size, VOCAB.codebook_size
-    logits = rng.normal(size=(2, 5, VOCAB.coarse_vocab_size)).astype(np.float32)
+    model = _model("coarse")
+    inputs = rng.integers(0, VOCAB.coarse_vocab_size, (2, 5))
     codebook = rng.integers(0, 2, (2, 5))
     local = rng.integers(0, c, (2, 5))
     targets = s + codebook * c + local
-    batch = {"targets": jnp.asarray(targets), "codebook": jnp.asarray(codebook)}
-    picked, got_targets = restrict_logits(jnp.asarray(logits), batch, "coarse", VOCAB)
-    np.testing.assert_array_equal(got_targets, local)
     mask = np.ones((2, 5), bool)
+    batch = {"inputs": jnp.asarray(inputs), "targets": jnp.asarray(targets),
+             "codebook": jnp.asarray(codebook), "loss_mask": jnp.asarray(mask)}
+    picked, got_targets, _ = stage_outputs(model, "coarse", batch, VOCAB, None)
+    np.testing.assert_array_equal(got_targets, local)
+    logits = np.asarray(model(jnp.asarray(inputs)))  # every id: the reference
     stats = token_stats(picked, got_targets, jnp.asarray(mask))
     expected = 0.0
     for b in range(2):
         for t in range(5):
             lo = s + codebook[b, t] * c
+            np.testing.assert_allclose(picked[b, t], logits[b, t, lo:lo + c], atol=1e-5)
             expected -= _log_softmax(logits[b, t, lo:lo + c])[local[b, t]]
     assert float(stats["loss_sum"]) == pytest.approx(expected, rel=1e-5)
 
 
-def test_semantic_and_fine_ranges_and_topk_counts():
-    logits = jnp.zeros((1, 3, VOCAB.semantic_output_vocab_size))
-    batch = {"targets": jnp.zeros((1, 3), jnp.int32)}
-    sem, _ = restrict_logits(logits, batch, "semantic", VOCAB)
-    assert sem.shape[-1] == VOCAB.semantic_vocab_size + 1  # ids and the EOS (pad) token
-    fine, _ = restrict_logits(jnp.zeros((1, 3, VOCAB.fine_vocab_size)), batch, "fine", VOCAB)
+def test_semantic_logits_only_after_the_merged_context():
+    model = _model("semantic")
+    n = model.config.merge_context_len
+    t = n + 6  # model positions: the merged context, then 6 with loss
+    rng = np.random.default_rng(1)
+    inputs = rng.integers(0, VOCAB.semantic_vocab_size, (1, n + t))
+    batch = {"inputs": jnp.asarray(inputs), "targets": jnp.arange(t)[None],
+             "loss_mask": jnp.arange(t)[None] >= n}
+    logits, targets, mask = stage_outputs(model, "semantic", batch, VOCAB, None)
+    full = np.asarray(model(jnp.asarray(inputs), merge_context=True))
+    assert logits.shape == (1, t - n, VOCAB.semantic_vocab_size + 1)  # ids and the EOS (pad)
+    np.testing.assert_allclose(logits, full[:, n:, : VOCAB.semantic_vocab_size + 1], atol=1e-5)
+    np.testing.assert_array_equal(targets, np.arange(n, t)[None])
+    assert bool(np.all(mask))
+
+
+def test_fine_range_and_topk_counts():
+    model = _model("fine")
+    inputs = jnp.zeros((1, 3, VOCAB.n_fine_codebooks), jnp.int32)
+    batch = {"inputs": inputs, "targets": jnp.zeros((1, 3), jnp.int32),
+             "codebook": jnp.asarray([2]), "loss_mask": jnp.ones((1, 3), bool)}
+    fine, _, _ = stage_outputs(model, "fine", batch, VOCAB, None)
     assert fine.shape[-1] == VOCAB.codebook_size  # never the pad code
     # target ranked 1st, 5th and 12th; the masked 4th position does not count
     scores = np.tile(np.arange(20, 0, -1, dtype=np.float32), (1, 4, 1))

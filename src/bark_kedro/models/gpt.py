@@ -195,7 +195,8 @@ class GPT(nnx.Module):
         merged = self.wte(idx[:, :n]) + self.wte(idx[:, n : 2 * n])
         return jnp.concatenate([merged, self.wte(idx[:, 2 * n :])], axis=1)
 
-    def _forward(self, idx, merge_context, cache, rngs, logits_at=None):
+    def _hidden(self, idx, merge_context, cache, rngs, logits_at=None):
+        """Final-LayerNorm outputs (b, t, c) (one position per row with ``logits_at``)."""
         tok = self.embed_tokens(idx, merge_context)
         t = tok.shape[1]
         if cache is None and t > self.config.block_size:
@@ -211,8 +212,23 @@ class GPT(nnx.Module):
             x, cache = block(x, cache=cache, layer=i, rngs=rngs)
         if logits_at is not None:  # one position per row: skip the head everywhere else
             x = x[jnp.arange(x.shape[0]), logits_at][:, None]
-        logits = self.lm_head(self.ln_f(x)).astype(jnp.float32)
-        return logits, cache
+        return self.ln_f(x), cache
+
+    def hidden(
+        self, idx: jax.Array, *, merge_context: bool = False, rngs: nnx.Rngs | None = None
+    ) -> jax.Array:
+        """The head's input (batch, positions, n_embd): final-LayerNorm outputs."""
+        return self._hidden(idx, merge_context, None, rngs)[0]
+
+    def head(self, hidden: jax.Array, columns: tuple[int, int] | None = None) -> jax.Array:
+        """Logits (float32) of :meth:`hidden` outputs; ``columns=(start, stop)`` computes only
+        those vocabulary ids (training needs only the ids its softmax ranges over)."""
+        if columns is None:
+            return self.lm_head(hidden).astype(jnp.float32)
+        dtype = self.lm_head.dtype
+        kernel = self.lm_head.kernel[...][:, columns[0] : columns[1]].astype(dtype)
+        rows = hidden.reshape(-1, hidden.shape[-1]).astype(dtype)
+        return (rows @ kernel).reshape(*hidden.shape[:-1], -1).astype(jnp.float32)
 
     def __call__(
         self, idx: jax.Array, *, merge_context: bool = False, rngs: nnx.Rngs | None = None
@@ -221,7 +237,7 @@ class GPT(nnx.Module):
 
         ``rngs`` with a ``dropout`` stream turns dropout on (training).
         """
-        return self._forward(idx, merge_context, None, rngs)[0]
+        return self.head(self.hidden(idx, merge_context=merge_context, rngs=rngs))
 
     def decode(
         self,
@@ -239,8 +255,8 @@ class GPT(nnx.Module):
         then (batch, 1, vocab), and the head runs only there.
         """
         n_positions = idx.shape[1] - (self.config.merge_context_len if merge_context else 0)
-        logits, cache = self._forward(idx, merge_context, cache, None, logits_at)
-        return logits, cache.advance(n_positions)
+        hidden, cache = self._hidden(idx, merge_context, cache, None, logits_at)
+        return self.head(hidden), cache.advance(n_positions)
 
     def init_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty :class:`KVCache` for this model."""

@@ -27,33 +27,33 @@ Batch = dict[str, jax.Array]
 TOP_K = 10
 
 
-def stage_logits(model, stage: str, batch: Batch, rngs: nnx.Rngs | None) -> jax.Array:
-    """Logits at every target position of ``batch`` (float32)."""
-    if stage == "semantic":
-        return model(batch["inputs"], merge_context=True, rngs=rngs)
-    if stage == "coarse":
-        return model(batch["inputs"], rngs=rngs)
-    return model(batch["codebook"][0], batch["inputs"], rngs=rngs)
+def stage_outputs(
+    model, stage: str, batch: Batch, vocab: BarkVocab, rngs: nnx.Rngs | None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(logits, targets, loss_mask)`` over the ids that stage may emit at each position.
 
-
-def restrict_logits(
-    logits: jax.Array, batch: Batch, stage: str, vocab: BarkVocab
-) -> tuple[jax.Array, jax.Array]:
-    """``(logits, targets)`` over the ids that stage may emit at each position."""
-    targets = batch["targets"]
-    if stage == "semantic":
-        return logits[..., : vocab.semantic_vocab_size + 1], targets
+    Only the logits the loss uses are computed: the semantic model's positions after its
+    merged text+history context (which never carry loss) and its ids + EOS columns; the
+    coarse model's codebook columns, each position keeping its own codebook's (targets
+    become ids within it); the fine model's codebook ids (never its pad code).
+    """
+    targets, mask = batch["targets"], batch["loss_mask"]
     size = vocab.codebook_size
     if stage == "fine":
-        return logits[..., :size], targets
+        return model(batch["codebook"][0], batch["inputs"], rngs=rngs)[..., :size], targets, mask
+    if stage == "semantic":
+        n = model.config.merge_context_len
+        hidden = model.hidden(batch["inputs"], merge_context=True, rngs=rngs)[:, n:]
+        logits = model.head(hidden, (0, vocab.semantic_vocab_size + 1))
+        return logits, targets[:, n:], mask[:, n:]
     start, n_books = vocab.semantic_vocab_size, vocab.n_coarse_codebooks
+    books = model.head(model.hidden(batch["inputs"], rngs=rngs), (start, start + n_books * size))
     codebook = batch["codebook"]
-    picked = logits[..., start : start + size]
+    picked = books[..., :size]
     for k in range(1, n_books):  # a select per codebook: no gather/scatter in the backward
-        book = logits[..., start + k * size : start + (k + 1) * size]
-        picked = jnp.where((codebook == k)[..., None], book, picked)
+        picked = jnp.where((codebook == k)[..., None], books[..., k * size : (k + 1) * size], picked)
     local = jnp.clip(targets - start - codebook * size, 0, size - 1)
-    return picked, local
+    return picked, local, mask
 
 
 def token_stats(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
@@ -75,23 +75,22 @@ STAT_KEYS = ("loss_sum", "top1", "top10", "n_tokens")
 
 
 def make_stats_fn(parts: ModelParts, stage: str, vocab: BarkVocab, mesh: Mesh, dropout: bool):
-    """``(trainable, frozen, batch, key) -> (loss_sum, stats)``: the differentiable core.
+    """``(trainable, frozen, batch, key[, scale]) -> (loss_sum * scale, stats)``: the
+    differentiable core.
 
     Parameters are gathered to every device where used (FSDP: all-gather forward,
     reduce-scatter of the gradients backward); the batch stays split by rows.
     """
     rep = replicated(mesh)
 
-    def stats_fn(trainable, frozen, batch, key):
+    def stats_fn(trainable, frozen, batch, key, scale=1.0):
         gather = lambda tree: jax.lax.with_sharding_constraint(  # noqa: E731
             tree, jax.tree.map(lambda _: rep, tree)
         )
         model = parts.merge(gather(frozen), gather(trainable))
         rngs = nnx.Rngs(dropout=key) if dropout and key is not None else None
-        logits = stage_logits(model, stage, batch, rngs)
-        logits, targets = restrict_logits(logits, batch, stage, vocab)
-        stats = token_stats(logits, targets, batch["loss_mask"])
-        return stats["loss_sum"], stats
+        stats = token_stats(*stage_outputs(model, stage, batch, vocab, rngs))
+        return stats["loss_sum"] * scale, stats
 
     return stats_fn
 
@@ -140,20 +139,24 @@ def make_train_steps(
         grads_sum = jax.tree.map(jnp.add, grads_sum, grads)
         return grads_sum, jax.tree.map(jnp.add, stats_sum, stats)
 
-    def apply(trainable, opt_state, grads_sum, stats_sum):
-        n = jnp.maximum(stats_sum["n_tokens"], 1.0)
-        grads = jax.tree.map(lambda g: g / n, grads_sum)
+    def update(trainable, opt_state, grads, stats):  # grads: of the mean loss per token
         updates, opt_state = optimizer.update(grads, opt_state, trainable)
         metrics = {
-            "loss": stats_sum["loss_sum"] / n,
+            "loss": stats["loss_sum"] / jnp.maximum(stats["n_tokens"], 1.0),
             "grad_norm": optax.global_norm(grads),
-            "n_tokens": stats_sum["n_tokens"],
+            "n_tokens": stats["n_tokens"],
         }
         return optax.apply_updates(trainable, updates), opt_state, metrics
 
+    def apply(trainable, opt_state, grads_sum, stats_sum):
+        n = jnp.maximum(stats_sum["n_tokens"], 1.0)
+        return update(trainable, opt_state, jax.tree.map(lambda g: g / n, grads_sum), stats_sum)
+
     def train(frozen, trainable, opt_state, batch, key):
-        (_, stats), grads = grad_fn(trainable, frozen, batch, key)
-        return apply(trainable, opt_state, grads, stats)
+        # the loss is scaled to a mean before differentiating: no pass dividing the gradients
+        scale = 1.0 / jnp.maximum(jnp.sum(batch["loss_mask"].astype(jnp.float32)), 1.0)
+        (_, stats), grads = grad_fn(trainable, frozen, batch, key, scale)
+        return update(trainable, opt_state, grads, stats)
 
     def zeros(trainable):
         return jax.tree.map(jnp.zeros_like, trainable), {k: jnp.zeros(()) for k in STAT_KEYS}
