@@ -143,11 +143,15 @@ def test_parallel_cpu_path_matches_padded_batches(codec, make_tone):
     two = codec.with_options(cpu_workers=2, batch_size=3).encode_batch(clips)
     for ref, a, b in zip(alone, one, two, strict=True):
         assert ref.shape == a.shape == b.shape and a.dtype == np.int16
-        np.testing.assert_array_equal(a, b)  # a group's result does not depend on its thread
+    # one clip per group (the same groups for any thread count): the thread does not matter
+    singles = [codec.with_options(cpu_workers=n, batch_size=1).encode_batch(clips) for n in (1, 2)]
+    for a, b in zip(*singles, strict=True):
+        np.testing.assert_array_equal(a, b)
     # batched LSTM rounding may flip near-ties of the random codebooks, nothing more
-    first = np.concatenate([a[0] for a in one]) == np.concatenate([r[0] for r in alone])
-    assert np.mean(first) >= 0.9
-    assert [a[0, 0] for a in one[-2:]] == [r[0, 0] for r in alone[-2:]]  # short clips too
+    for codes in (one, two):
+        first = np.concatenate([a[0] for a in codes]) == np.concatenate([r[0] for r in alone])
+        assert np.mean(first) >= 0.9
+        assert [a[0, 0] for a in codes[-2:]] == [r[0, 0] for r in alone[-2:]]  # short clips too
     x = torch.from_numpy(make_tone(0.5, SR))[None, None]
     with torch.inference_mode():  # folded weight norm + pointwise convs: the same encoder
         torch.testing.assert_close(inference_copy(codec.model.encoder)(x), codec.model.encoder(x),
@@ -168,3 +172,17 @@ def test_auto_weights_use_the_cache_when_there(codec, init_audio, tmp_path, capl
         assert load_codec("auto", kmeans_iters=1).weights_source == "pretrained"
     finally:
         torch.hub.set_dir(old)
+
+
+def test_worker_groups_give_every_thread_work():
+    from bark_kedro.tokenizers.codec_encoder import worker_groups
+
+    lengths = [320 * (k % 7 + 1) for k in range(16)]
+    groups = worker_groups(lengths, batch_size=16, workers=2)
+    assert len(groups) == 4  # 16 pieces fit one batch, but two threads get two groups each
+    assert sorted(k for g in groups for k in g) == list(range(16))
+    flat = [lengths[k] for g in groups for k in g]
+    assert flat == sorted(lengths, reverse=True)  # longest first, similar lengths together
+    assert all(len(g) <= 3 for g in worker_groups(lengths, batch_size=3, workers=2))
+    assert len(worker_groups(lengths[:1], batch_size=16, workers=2)) == 1
+    assert worker_groups([], batch_size=4, workers=2) == []

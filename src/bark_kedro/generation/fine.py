@@ -58,16 +58,26 @@ def plan_fine_windows(n_frames: int, n_history: int, window: int) -> FinePlan:
 
 @partial(jax.jit, static_argnames=("graphdef", "n_given", "greedy"))
 def _fine_window(graphdef, state, buffer, fill_from, keys, temperature, *, n_given, greedy):
+    """Codebooks ``n_given..`` of every row's window, filled from ``fill_from`` on.
+
+    Rows run one after another (``lax.map``): a window is compute-bound at any batch size,
+    and one row at a time keeps the (heads, window, window) attention scores in cache.
+    """
     model = nnx.merge(graphdef, state)
     cfg = model.config
-    fill = jnp.arange(buffer.shape[1])[None, :] >= fill_from[:, None]
 
-    def body(k, buffer):
-        logits = nnx.merge(graphdef, state)(k, buffer)[..., : cfg.vocab.codebook_size]
-        ids, _ = sample_next(step_keys(keys, k), logits, None if greedy else temperature)
-        return buffer.at[:, :, k].set(jnp.where(fill, ids, buffer[:, :, k]))
+    def row(args):
+        buffer, fill_from, key = args  # (window, n_fine), (), key
+        fill = jnp.arange(buffer.shape[0]) >= fill_from
 
-    return jax.lax.fori_loop(n_given, cfg.n_codes_total, body, buffer)
+        def body(k, buffer):
+            logits = nnx.merge(graphdef, state)(k, buffer[None])[..., : cfg.vocab.codebook_size]
+            ids, _ = sample_next(step_keys(key[None], k), logits, None if greedy else temperature)
+            return buffer.at[:, k].set(jnp.where(fill, ids[0], buffer[:, k]))
+
+        return jax.lax.fori_loop(n_given, cfg.n_codes_total, body, buffer)
+
+    return jax.lax.map(row, (buffer, fill_from, keys))
 
 
 def generate_fine(

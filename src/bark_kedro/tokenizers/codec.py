@@ -24,7 +24,13 @@ from encodec.quantization import core_vq
 from tqdm.auto import tqdm
 
 from bark_kedro.tokenizers._checks import check_sample_rate
-from bark_kedro.tokenizers.codec_encoder import ParallelEncoder, Piece, pieces_of, run_padded
+from bark_kedro.tokenizers.codec_encoder import (
+    ParallelEncoder,
+    Piece,
+    pieces_of,
+    run_padded,
+    worker_groups,
+)
 from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -91,8 +97,9 @@ class CodecTokenizer:
     ``max_batch_seconds=None`` picks 8 s on CPU, where EnCodec's convolutions are bound by
     memory traffic and bigger batches run slower than single clips, and 320 s elsewhere.
 
-    On CPU, ``cpu_workers`` threads (None: one per core torch uses) each encode a group of
-    ``batch_size`` clips: convolutions clip by clip, the LSTM and quantizer as a batch (see
+    On CPU, ``cpu_workers`` threads (None: one per core torch uses) encode groups of at most
+    ``batch_size`` clips of similar length, at least two groups per thread (so that all of them
+    work): convolutions clip by clip, the LSTM and quantizer as a batch (see
     :mod:`bark_kedro.tokenizers.codec_encoder`); ``cpu_workers=0`` runs padded batches through
     the whole model instead, as on GPUs.
     """
@@ -230,11 +237,7 @@ class CodecTokenizer:
     def _run_parallel(self, pieces: list[Piece], progress: bool) -> dict[int, torch.Tensor]:
         if self._parallel is None:
             self._parallel = ParallelEncoder(self.model, self.n_codebooks)
-        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k][2]))
-        # at least two groups per worker, so that every worker has work and they finish together
-        n_groups = max(-(-len(order) // self.batch_size), min(len(order), 2 * self.cpu_workers))
-        size = -(-len(order) // n_groups)
-        groups = [order[i:i + size] for i in range(0, len(order), size)]
+        groups = worker_groups([len(p[2]) for p in pieces], self.batch_size, self.cpu_workers)
         total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
         results = self._parallel.map(self._parallel.encode_group,
                                      [[pieces[k][2] for k in g] for g in groups],

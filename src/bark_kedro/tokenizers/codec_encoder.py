@@ -77,6 +77,18 @@ def _batches(pieces: list[Piece], batch_size: int, max_batch_samples: int):
         yield batch
 
 
+def worker_groups(lengths: Sequence[int], batch_size: int, workers: int) -> list[list[int]]:
+    """Indices of pieces in groups of similar length for ``workers`` threads, longest first:
+    at most ``batch_size`` per group and at least two groups per worker (when there are
+    enough pieces), so that every worker has work and they finish close together."""
+    order = sorted(range(len(lengths)), key=lambda k: -lengths[k])
+    if not order:
+        return []
+    n_groups = max(-(-len(order) // batch_size), min(len(order), 2 * workers))
+    size = -(-len(order) // n_groups)
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
 def run_padded(pieces: list[Piece], step, device: str, batch_size: int, max_batch_samples: int,
                progress: bool = False) -> dict[int, torch.Tensor]:
     """``step`` (batch, 1, samples) -> (batch, ..., frames) on padded batches; results trimmed
