@@ -16,8 +16,9 @@ batch/PyTorch helpers are ``benchmarks/models_throughput.py``'s). Model FLOPs ar
 stage's loss needs (:func:`stage_flops_per_position`): the blocks at every position, the
 head only over the ids the stage's softmax covers (semantic: ids + EOS, at the positions
 after the merged context; coarse: the two codebooks; fine: one codebook). Ours computes
-just these; PyTorch computes the full head everywhere, which this count leaves out. Then the padding fraction of
-batches on a realistic length distribution (log-normal durations, median 5 s, as in
+just these; PyTorch computes the full head everywhere, which this count leaves out.
+
+Then the padding fraction of batches on a realistic length distribution (log-normal durations, median 5 s, as in
 LibriTTS/LJSpeech) without bucketing, with fixed buckets, and with ``make_batcher``.
 
     python benchmarks/training_throughput.py [--presets tiny bark_small] [--steps 5]

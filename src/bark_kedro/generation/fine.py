@@ -6,7 +6,8 @@ padded to at least one window. Windows start every ``fine_window // 2`` frames (
 one is pulled back to end at the end) and predict codebooks ``n_given..n_fine-1`` one at
 a time over the frames after the already-known ones; predictions overwrite the buffer, so
 later codebooks and windows see them. One compiled function runs a window for the whole
-batch (a ``lax.fori_loop`` over the codebooks); rows needing fewer windows are masked.
+batch (rows in turn, each a ``lax.fori_loop`` over the codebooks); rows needing fewer
+windows are masked.
 """
 
 from __future__ import annotations

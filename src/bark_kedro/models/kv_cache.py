@@ -21,7 +21,7 @@ class KVCache:
 
     Separate buffers per layer (not one stacked array), so that attention reads a layer's
     buffer where it lies: slicing a layer out of a stacked cache makes XLA:CPU copy it at
-    every decode step (a third of a batched step).
+    every decode step.
 
     ``index`` (int32) is the number of positions already written: a scalar shared by all
     rows, or one per row ``(batch,)`` (rows whose prompts differ in length); attention

@@ -75,22 +75,25 @@ STAT_KEYS = ("loss_sum", "top1", "top10", "n_tokens")
 
 
 def make_stats_fn(parts: ModelParts, stage: str, vocab: BarkVocab, mesh: Mesh, dropout: bool):
-    """``(trainable, frozen, batch, key[, scale]) -> (loss_sum * scale, stats)``: the
-    differentiable core.
+    """``(trainable, frozen, batch, key[, mean]) -> (loss, stats)``: the differentiable
+    core; the loss is the sum over loss tokens, or with ``mean=True`` the mean (the token
+    count does not depend on the parameters, so the gradients come out already averaged).
 
     Parameters are gathered to every device where used (FSDP: all-gather forward,
     reduce-scatter of the gradients backward); the batch stays split by rows.
     """
     rep = replicated(mesh)
 
-    def stats_fn(trainable, frozen, batch, key, scale=1.0):
+    def stats_fn(trainable, frozen, batch, key, mean=False):
         gather = lambda tree: jax.lax.with_sharding_constraint(  # noqa: E731
             tree, jax.tree.map(lambda _: rep, tree)
         )
         model = parts.merge(gather(frozen), gather(trainable))
         rngs = nnx.Rngs(dropout=key) if dropout and key is not None else None
         stats = token_stats(*stage_outputs(model, stage, batch, vocab, rngs))
-        return stats["loss_sum"] * scale, stats
+        if mean:
+            return stats["loss_sum"] / jnp.maximum(stats["n_tokens"], 1.0), stats
+        return stats["loss_sum"], stats
 
     return stats_fn
 
@@ -153,9 +156,8 @@ def make_train_steps(
         return update(trainable, opt_state, jax.tree.map(lambda g: g / n, grads_sum), stats_sum)
 
     def train(frozen, trainable, opt_state, batch, key):
-        # the loss is scaled to a mean before differentiating: no pass dividing the gradients
-        scale = 1.0 / jnp.maximum(jnp.sum(batch["loss_mask"].astype(jnp.float32)), 1.0)
-        (_, stats), grads = grad_fn(trainable, frozen, batch, key, scale)
+        # the mean loss is differentiated: no pass dividing the gradients afterwards
+        (_, stats), grads = grad_fn(trainable, frozen, batch, key, True)
         return update(trainable, opt_state, grads, stats)
 
     def zeros(trainable):
