@@ -25,7 +25,7 @@ from its shape) times the rate, over the float32 matmul peak of torch measured i
 that float rounding (thread count, batch size) flips: compare the naive one-thread row.
 
 ``--layers`` prints instead where the naive recipe's time goes: every encoder layer's time on
-one 8 s clip (torch's default threads, best of 5) and its GFLOP/s.
+one 8 s clip (torch's default threads, median of 5) and its GFLOP/s.
 
     python benchmarks/codec_throughput.py [--clips 16] [--repeats 3] [--device cpu] [--layers]
 """
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 import torch
+from models_throughput import median_seconds
 
 VOICES = [("en-us", 50), ("en+f2", 60), ("en-gb-x-rp+m3", 40), ("en-us+f4", 70)]
 SR = 24_000
@@ -110,27 +111,12 @@ def encode_flops_per_second(model) -> float:
 def torch_matmul_peak(n: int = 2048, reps: int = 10) -> float:
     """Median FLOP/s of an n x n float32 ``torch.mm`` (torch's current thread count)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / median_seconds(lambda: torch.mm(a, b), 1, reps)
 
 
 def layer_report(model, seconds: float = 8.0, repeats: int = 5) -> None:
     """Time and GFLOP/s of every encoder layer (and the quantizer) on one clip."""
     from torch.utils.flop_counter import FlopCounterMode
-
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
 
     x = torch.randn(1, model.channels, int(seconds * model.sample_rate)) * 0.1
     rows = [(type(layer).__name__, layer) for layer in model.encoder.model]
@@ -149,7 +135,7 @@ def layer_report(model, seconds: float = 8.0, repeats: int = 5) -> None:
                         h, n_in = module.hidden_size, module.input_size
                         flops += x.shape[-1] * sum(2 * 4 * h * ((n_in if k == 0 else h) + h)
                                                    for k in range(module.num_layers))
-            seconds_taken = best(lambda layer=layer, x=x: layer(x))
+            seconds_taken = median_seconds(lambda layer=layer, x=x: layer(x), 1, repeats)
             total += seconds_taken
             print(f"  {i:2d} {name:18s} in {tuple(x.shape)!s:18s} {1e3 * seconds_taken:7.1f} ms "
                   f"{flops / seconds_taken / 1e9:7.1f} GFLOP/s")
