@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from bark_kedro.tokenizers.codec import WEIGHT_MODES, CodecTokenizer, load_codec
-from bark_kedro.tokenizers.features import FEATURE_KINDS, build_feature_extractor
+from bark_kedro.tokenizers.bark_semantic import BarkHubertQuantizer
+from bark_kedro.tokenizers.features import (
+    FEATURE_KINDS,
+    build_feature_extractor,
+    expected_ssl_checkpoint,
+)
+from bark_kedro.tokenizers.semantic import QUANTIZER_KINDS, SemanticTokenizer
 from bark_kedro.tokenizers.text import TEXT_TOKENIZER_KINDS, TextTokenizer, build_text_tokenizer
 
 
@@ -58,9 +64,16 @@ class TextConfig:
 @dataclass(frozen=True)
 class SemanticConfig:
     """Features (``mfcc``, or layer ``layer`` of ``hubert`` / ``wav2vec2`` with weights from
-    ``checkpoint`` or torch hub's cache; ``model_params`` for another architecture) quantized
-    by a k-means of ``n_clusters`` fitted on at most ``max_fit_frames`` frames of the training
-    split (``max_iter`` Lloyd iterations, k-means++ on ``init_sample`` frames)."""
+    ``checkpoint`` (torchaudio state dict, fairseq ``.pt`` or transformers folder) or torch
+    hub's cache; ``model_params`` for another architecture) quantized by
+
+    - ``quantizer: kmeans``: a k-means of ``n_clusters`` fitted on at most ``max_fit_frames``
+      frames of the training split (``max_iter`` Lloyd iterations, k-means++ on
+      ``init_sample`` frames);
+    - ``quantizer: bark_hubert``: the learned quantizer file ``quantizer_path``
+      (``quantifier_hubert_base_ls960*.pth``) over HuBERT Base layer-9 features, giving Bark's
+      own 10 000 semantic ids (``quantizer_batch_frames`` frames per batch).
+    """
 
     features: str = "mfcc"
     n_mfcc: int = 13
@@ -74,14 +87,42 @@ class SemanticConfig:
     max_iter: int = 100
     init_sample: int = 10_000
     seed: int = 0
+    quantizer: str = "kmeans"
+    quantizer_path: str | None = None
+    quantizer_batch_frames: int = 4096
 
     def __post_init__(self) -> None:
         if self.features not in FEATURE_KINDS:
             _fail(self, "features", f"must be one of {list(FEATURE_KINDS)}")
+        if self.quantizer not in QUANTIZER_KINDS:
+            _fail(self, "quantizer", f"must be one of {list(QUANTIZER_KINDS)}")
         _positive(self, "n_mfcc", "layer", "n_clusters", "max_fit_frames", "max_iter",
-                  "init_sample")
+                  "init_sample", "quantizer_batch_frames")
         if self.max_fit_frames < self.n_clusters:
             _fail(self, "max_fit_frames", f"must be >= n_clusters={self.n_clusters}")
+        if self.quantizer == "bark_hubert":
+            self._check_bark_files()
+
+    def _check_bark_files(self) -> None:
+        """The learned quantizer needs HuBERT features and two local files: fail now, naming
+        the parameter and the path, rather than after ingest."""
+        if self.features != "hubert":
+            _fail(self, "features", "quantizer=bark_hubert needs features=hubert (HuBERT Base "
+                                    "layer 9, what the quantizer was trained on)")
+        if not self.quantizer_path:
+            _fail(self, "quantizer_path", "quantizer=bark_hubert needs the path of a "
+                                          "quantifier_hubert_base_ls960*.pth file")
+        if not Path(self.quantizer_path).is_file():
+            _fail(self, "quantizer_path", "no such file: download a quantifier_hubert_base_ls960"
+                                          "*.pth (e.g. from the GitMylo/bark-voice-cloning "
+                                          "model repository) and put it there")
+        hubert = Path(self.checkpoint) if self.checkpoint else expected_ssl_checkpoint(
+            self.bundle or "HUBERT_BASE")
+        if not hubert.exists():
+            _fail(self, "checkpoint", f"no HuBERT Base weights at {str(hubert)!r} (torchaudio's "
+                                      f"hubert_fairseq_base_ls960.pth in torch hub's cache, "
+                                      f"fairseq's hubert_base_ls960.pt, or a transformers "
+                                      f"facebook/hubert-base-ls960 folder)")
 
     def build_extractor(self):
         """The feature extractor (loads the SSL weights for ``hubert`` / ``wav2vec2``)."""
@@ -93,6 +134,12 @@ class SemanticConfig:
 
     def kmeans_options(self) -> dict[str, Any]:
         return {"max_iter": self.max_iter, "init_sample": self.init_sample}
+
+    def build_bark_tokenizer(self) -> SemanticTokenizer:
+        """``quantizer=bark_hubert``: HuBERT features and the learned quantizer, both loaded."""
+        quantizer = BarkHubertQuantizer(str(self.quantizer_path), device=self.device,
+                                        batch_frames=self.quantizer_batch_frames)
+        return SemanticTokenizer(self.build_extractor(), quantizer)
 
 
 @dataclass(frozen=True)

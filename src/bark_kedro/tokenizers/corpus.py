@@ -213,7 +213,16 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame, config: SemanticConfig,
                            progress: bool = True) -> tuple[SemanticTokenizer, dict[str, float]]:
     """Extract features of train-split utterances (a seeded random order, until
     ``max_fit_frames``) and fit the k-means quantizer on them. Unreadable clips are skipped
-    here (the tokenize step rejects them)."""
+    here (the tokenize step rejects them). ``quantizer=bark_hubert`` fits nothing: it loads
+    the learned quantizer and the HuBERT weights."""
+    if config.quantizer == "bark_hubert":
+        tokenizer = config.build_bark_tokenizer()
+        q = tokenizer.quantizer
+        logger.info("semantic ids: Bark-compatible quantizer %s (version %d, sha256 %s...) over "
+                    "%s layer %d (%s weights)", q.path, q.version, q.digest[:12],
+                    tokenizer.extractor.bundle, tokenizer.extractor.layer,
+                    tokenizer.extractor.weights_format)
+        return tokenizer, {"vocab_size": float(q.n_clusters), "quantizer_version": float(q.version)}
     train = train_rows(utterances, "the semantic quantizer")
     extractor = config.build_extractor()
     with _threads_for(extractor):

@@ -16,6 +16,12 @@ import torch
 import torchaudio
 
 from bark_kedro.tokenizers._checks import check_sample_rate, mono_float32
+from bark_kedro.tokenizers.ssl_weights import (
+    is_fairseq_checkpoint,
+    model_from_fairseq,
+    model_from_transformers,
+    read_torch_file,
+)
 from bark_kedro.tokenizers.frames import SEMANTIC_HOP, SEMANTIC_SAMPLE_RATE, semantic_frame_count
 
 SSL_DEFAULT_BUNDLES = {"hubert": "HUBERT_BASE", "wav2vec2": "WAV2VEC2_BASE"}
@@ -89,29 +95,47 @@ def build_ssl_model(bundle: str, model_params: dict[str, Any] | None = None) -> 
     return factories[b._model_type](**b._params)
 
 
-def load_ssl_model(bundle: str = "HUBERT_BASE", checkpoint: str | Path | None = None,
-                   model_params: dict[str, Any] | None = None) -> torch.nn.Module:
-    """Build ``bundle``'s model and load its weights from ``checkpoint`` (a state-dict file) or
-    from torch hub's cache; never downloads. Raises FileNotFoundError naming the expected path."""
+def load_ssl_weights(bundle: str = "HUBERT_BASE", checkpoint: str | Path | None = None,
+                     model_params: dict[str, Any] | None = None
+                     ) -> tuple[torch.nn.Module, str, bool]:
+    """``(model, weights_format, normalize_waveform)`` from ``checkpoint`` or torch hub's cache;
+    never downloads. ``checkpoint`` is a torchaudio state dict of ``bundle`` (or of
+    ``model_params``), a fairseq checkpoint (``hubert_base_ls960.pt``) or a transformers model
+    folder; the format is recognised from the file. Raises FileNotFoundError naming the expected
+    path, ValueError naming a file that holds something else."""
     path = Path(checkpoint) if checkpoint is not None else expected_ssl_checkpoint(bundle)
+    if path.is_dir():
+        model, normalize = model_from_transformers(path)
+        return model, "transformers", normalize
     if not path.is_file():
         url = f"https://download.pytorch.org/torchaudio/models/{os.path.basename(_bundle(bundle)._path)}"
         raise FileNotFoundError(
-            f"no weights for {bundle} at {str(path)!r}. Download {url} on a connected machine and "
-            f"put it there (torch hub's cache, $TORCH_HOME/hub/checkpoints) or pass its path as "
-            f"`checkpoint`.")
+            f"no weights for {bundle} at {str(path)!r}. Download {url} (or fairseq's "
+            f"hubert_base_ls960.pt, or a transformers HubertModel folder) on a connected machine "
+            f"and put it there (torch hub's cache, $TORCH_HOME/hub/checkpoints) or pass its path "
+            f"as `checkpoint`.")
+    state = read_torch_file(path)
+    if is_fairseq_checkpoint(state):
+        model, normalize = model_from_fairseq(state, path)
+        return model, "fairseq", normalize
     model = build_ssl_model(bundle, model_params)
-    state = torch.load(path, map_location="cpu", weights_only=True)
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError) as err:
         raise ValueError(f"{str(path)!r} does not hold {bundle} weights: {err}") from err
-    return model.eval()
+    return model.eval(), "torchaudio", bool(_bundle(bundle)._normalize_waveform)
+
+
+def load_ssl_model(bundle: str = "HUBERT_BASE", checkpoint: str | Path | None = None,
+                   model_params: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The model of :func:`load_ssl_weights`."""
+    return load_ssl_weights(bundle, checkpoint, model_params)[0]
 
 
 @dataclass
 class SSLExtractor:
-    """Outputs of transformer layer ``layer`` (1-based) of a HuBERT / wav2vec2 model."""
+    """Outputs of transformer layer ``layer`` (1-based, after that layer's own norms: fairseq's
+    ``output_layer``, transformers' ``hidden_states[layer]``) of a HuBERT / wav2vec2 model."""
 
     kind: str = "hubert"
     layer: int = 9
@@ -124,14 +148,15 @@ class SSLExtractor:
         if self.kind not in SSL_DEFAULT_BUNDLES:
             raise ValueError(f"kind must be one of {tuple(SSL_DEFAULT_BUNDLES)}, got {self.kind!r}")
         self.bundle = self.bundle or SSL_DEFAULT_BUNDLES[self.kind]
-        b = _bundle(self.bundle)
-        params = self.model_params or b._params
-        n_layers = int(params["encoder_num_layers"])
+        _bundle(self.bundle)
+        model, self.weights_format, self._normalize = load_ssl_weights(
+            self.bundle, self.checkpoint, self.model_params)
+        n_layers = len(model.encoder.transformer.layers)
         if not 1 <= self.layer <= n_layers:
-            raise ValueError(f"layer must be in [1, {n_layers}] for {self.bundle}, got {self.layer}")
-        self._dim = int(params["encoder_embed_dim"])
-        self._normalize = bool(b._normalize_waveform)  # the large models expect it
-        self.model = load_ssl_model(self.bundle, self.checkpoint, self.model_params).to(self.device)
+            raise ValueError(f"layer must be in [1, {n_layers}] for these {self.kind} weights "
+                             f"({self.weights_format}), got {self.layer}")
+        self._dim = int(model.encoder.feature_projection.projection.out_features)
+        self.model = model.to(self.device)
 
     @property
     def dim(self) -> int:
@@ -139,7 +164,7 @@ class SSLExtractor:
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.kind, "layer": self.layer, "bundle": self.bundle,
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "weights_format": self.weights_format}
 
     def __call__(self, audio: np.ndarray, sample_rate: int = SEMANTIC_SAMPLE_RATE) -> np.ndarray:
         """(frames, dim) float32 features of 16 kHz mono ``audio``."""
