@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bark_kedro.tokenizers.codec import WEIGHT_MODES, CodecTokenizer, load_codec
 from bark_kedro.tokenizers.bark_semantic import BarkHubertQuantizer
+from bark_kedro.tokenizers.codec import WEIGHT_MODES, CodecTokenizer, load_codec
 from bark_kedro.tokenizers.features import (
     FEATURE_KINDS,
     build_feature_extractor,

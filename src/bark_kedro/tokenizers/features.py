@@ -16,13 +16,13 @@ import torch
 import torchaudio
 
 from bark_kedro.tokenizers._checks import check_sample_rate, mono_float32
+from bark_kedro.tokenizers.frames import SEMANTIC_HOP, SEMANTIC_SAMPLE_RATE, semantic_frame_count
 from bark_kedro.tokenizers.ssl_weights import (
     is_fairseq_checkpoint,
     model_from_fairseq,
     model_from_transformers,
     read_torch_file,
 )
-from bark_kedro.tokenizers.frames import SEMANTIC_HOP, SEMANTIC_SAMPLE_RATE, semantic_frame_count
 
 SSL_DEFAULT_BUNDLES = {"hubert": "HUBERT_BASE", "wav2vec2": "WAV2VEC2_BASE"}
 _CONV_WINDOW = 400  # receptive field of the wav2vec2/HuBERT conv feature encoder, in samples
