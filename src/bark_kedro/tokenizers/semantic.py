@@ -123,8 +123,9 @@ class SemanticTokenizer:
         directory = Path(directory)
         meta_file = directory / EXTRACTOR_FILE
         if not meta_file.is_file():
+            missing = [f for f in (EXTRACTOR_FILE, QUANTIZER_FILE) if not (directory / f).is_file()]
             raise FileNotFoundError(f"{str(directory)!r} is not a saved SemanticTokenizer: "
-                                    f"missing {[EXTRACTOR_FILE]}")
+                                    f"missing {missing}")
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{str(meta_file)!r}: unsupported format_version "
