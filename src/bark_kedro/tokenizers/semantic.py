@@ -143,8 +143,10 @@ class SemanticTokenizer:
         else:
             quantizer = _learned_quantizer(learned, quantizer_path, options.get("device", "cpu"),
                                            meta_file)
-        extractor = build_feature_extractor(options.pop("kind"), **options)
-        return cls(extractor, quantizer)
+        kind = options.pop("kind")
+        if kind == "mfcc":
+            options.pop("device", None)  # MFCCs run on the CPU
+        return cls(build_feature_extractor(kind, **options), quantizer)
 
 
 def _learned_quantizer(saved: dict[str, Any], path: str | Path | None, device: str,
@@ -169,3 +171,21 @@ def _conv_tuples(model_params: dict[str, Any]) -> dict[str, Any]:
     if layers is not None:
         params["extractor_conv_layer_config"] = [tuple(layer) for layer in layers]
     return params
+
+
+def load_semantic_tokenizer(path: str | Path, hubert: str | Path | None = None,
+                            device: str = "cpu") -> SemanticTokenizer:
+    """A tokenizer from ``path``: a :meth:`SemanticTokenizer.save` directory, or a learned
+    quantizer ``.pth`` file (``quantifier_hubert_base_ls960*.pth``) over layer 9 of the HuBERT
+    weights ``hubert`` (torchaudio state dict, fairseq ``.pt`` or transformers folder; default
+    torchaudio's HUBERT_BASE in torch hub's cache)."""
+    path = Path(path)
+    if path.is_dir():
+        return SemanticTokenizer.load(path, device=device)
+    if not path.is_file():
+        raise FileNotFoundError(f"semantic tokenizer {str(path)!r} is neither a saved "
+                                f"SemanticTokenizer directory nor a quantizer .pth file")
+    quantizer = BarkHubertQuantizer(str(path), device=device)
+    extractor = build_feature_extractor("hubert", layer=9, device=device,
+                                        checkpoint=None if hubert is None else str(hubert))
+    return SemanticTokenizer(extractor, quantizer)
