@@ -104,6 +104,7 @@ def test_prompt_from_a_recording_feeds_the_coarse_stage():
         voice_prompt_from_audio(np.zeros((2, 100)), rate, semantic, _FakeCodec())
 
 
+@pytest.mark.slow
 def test_bark_compatible_prompt_from_a_recording_passes_suno_barks_checks(
         monkeypatch, suno_and_ours, tmp_path):
     """A prompt cloned with the HuBERT + learned quantizer tokenizer, saved as .npz, drives

@@ -96,6 +96,7 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
     assert run.data.tags["dataset.utterances.read_version"] == first_utterances
     assert run.data.tags["codec_weights"] == "random"
     assert run.data.tags["semantic_features"] == "mfcc"
+    assert run.data.tags["semantic_quantizer"] == "kmeans"
     assert run.data.tags["text_tokenizer"] == "chars"
     assert run.data.metrics["tokenize.stages.codec.audio_s_per_s"] > 0
     assert run.data.metrics["tokenize.n_utterances"] == len(utterances) == 8

@@ -76,6 +76,7 @@ def summarize_tokenize(utterances: pd.DataFrame, rejected: pd.DataFrame, text_st
                        ) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, str]]:
     """The report, its numbers as MLflow metrics, and the run's tokenizer tags."""
     tags = {"text_tokenizer": params.text.kind, "semantic_features": params.semantic.features,
+            "semantic_quantizer": params.semantic.quantizer,
             "codec_weights": codec_model.weights_source}
     stats = {"text": text_stats, "semantic_fit": semantic_fit_stats, "semantic": semantic_stats,
              "codec": codec_stats}
