@@ -195,7 +195,12 @@ def model_from_transformers(folder: Path) -> tuple[torch.nn.Module, bool]:
         raise FileNotFoundError(f"{str(folder)!r} is not a transformers model folder "
                                 f"(no config.json)")
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
-    from transformers import AutoModel
+    try:
+        from transformers import AutoModel
+    except ImportError as err:
+        raise ValueError(f"reading the transformers folder {str(folder)!r} needs the "
+                         f"`transformers` package (pip install transformers), or use the "
+                         f"torchaudio / fairseq file of the same weights") from err
 
     try:
         original = AutoModel.from_pretrained(folder, local_files_only=True).eval()
