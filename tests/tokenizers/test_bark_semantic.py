@@ -227,3 +227,48 @@ def test_corpus_tokenizes_with_the_bark_quantizer(tmp_path, hubert_files):
     audio = tone(1.0, SR, seed=0)
     np.testing.assert_array_equal(tokenizer.encode(audio),
                                   BarkHubertQuantizer(str(tmp_path / "q.pth")).predict(ext(audio)))
+
+
+def test_default_networks_have_the_published_shapes():
+    """quantifier_hubert_base_ls960*.pth: 768 -> 1024 LSTM, 10 000 ids; version 1 adds 4096."""
+    expected = {"lstm.weight_ih_l0": (4096, 768), "lstm.weight_hh_l0": (4096, 1024),
+                "lstm.weight_ih_l1": (4096, 1024), "lstm.bias_hh_l1": (4096,)}
+    v0 = {k: tuple(v.shape) for k, v in BarkQuantizerNet(version=0).state_dict().items()}
+    v1 = {k: tuple(v.shape) for k, v in BarkQuantizerNet(version=1).state_dict().items()}
+    for key, shape in expected.items():
+        assert v0[key] == v1[key] == shape
+    assert v0["fc.weight"] == (10_000, 1024) and v0["fc.bias"] == (10_000,)
+    assert len(v0) == 10 and len(v1) == 12
+    assert v1["intermediate.weight"] == (4096, 1024) and v1["fc.weight"] == (10_000, 4096)
+    with pytest.raises(ValueError, match="version must be one of"):
+        BarkQuantizerNet(version=2)
+
+
+def test_fairseq_configs_pickled_as_fairseq_classes_load_inertly(hubert_files, tmp_path,
+                                                                 monkeypatch):
+    """fairseq checkpoints pickle config objects of fairseq's own classes (enum choices,
+    Namespace args); they are read as inert values, without fairseq installed."""
+    import enum
+    import sys
+    import types
+
+    package, module = types.ModuleType("fairseq"), types.ModuleType("fairseq.dataclass")
+
+    class Choice(str, enum.Enum):
+        default = "default"
+
+    Choice.__module__, Choice.__qualname__ = "fairseq.dataclass", "Choice"
+    module.Choice = Choice
+    monkeypatch.setitem(sys.modules, "fairseq", package)
+    monkeypatch.setitem(sys.modules, "fairseq.dataclass", module)
+    checkpoint = torch.load(hubert_files["fairseq"], weights_only=False)
+    checkpoint["cfg"]["model"]["extractor_mode"] = Choice.default
+    checkpoint["cfg"]["task"]["normalize"] = False
+    path = tmp_path / "with_enums.pt"
+    torch.save(checkpoint, path)
+    monkeypatch.delitem(sys.modules, "fairseq.dataclass")
+    monkeypatch.delitem(sys.modules, "fairseq")
+    ext = SSLExtractor("hubert", layer=9, checkpoint=str(path))
+    reference = SSLExtractor("hubert", layer=9, checkpoint=str(hubert_files["fairseq"]))
+    audio = tone(0.3, SR)
+    np.testing.assert_array_equal(ext(audio), reference(audio))
