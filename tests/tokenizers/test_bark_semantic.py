@@ -254,7 +254,7 @@ def test_fairseq_configs_pickled_as_fairseq_classes_load_inertly(hubert_files, t
 
     package, module = types.ModuleType("fairseq"), types.ModuleType("fairseq.dataclass")
 
-    class Choice(str, enum.Enum):
+    class Choice(enum.StrEnum):
         default = "default"
 
     Choice.__module__, Choice.__qualname__ = "fairseq.dataclass", "Choice"
