@@ -181,7 +181,7 @@ class BarkHubertQuantizer:
         return self.net.version
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "bark_hubert", "path": self.path, "sha256": self.digest,
+        return {"kind": "bark_hubert", "path": str(Path(self.path).resolve()), "sha256": self.digest,
                 **self.net.info()}
 
     def _check(self, features: np.ndarray) -> np.ndarray:
