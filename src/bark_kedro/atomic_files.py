@@ -1,0 +1,156 @@
+"""Files and folders that appear whole or not at all.
+
+:func:`atomic_path` hands out a hidden temporary name beside the target (same folder, so the
+same file system); whatever is written there is flushed to disk and renamed over the target
+only when the writer finishes. A crash leaves at most a ``.<name>.<random>.tmp`` entry, which
+:func:`remove_orphans` deletes on the next start. New files get the permissions the umask
+allows (not ``mkstemp``'s 0600), and a full disk is reported naming the file and the device.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_SUFFIX = ".tmp"
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where ``/proc`` allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def mount_point(path: str | Path) -> Path:
+    """The mount point of the file system holding ``path`` (or its nearest existing parent)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists():
+        path = path.parent
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def disk_full_error(path: str | Path, cause: BaseException) -> OSError | None:
+    """An ENOSPC ``OSError`` naming ``path`` and its device when ``cause`` comes from a full
+    disk (libsndfile and pyarrow hide the errno: the free space is checked too), else None."""
+    full = isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not full:
+        try:
+            stats = os.statvfs(mount_point(path))
+            full = stats.f_bavail * stats.f_frsize < 64 * 1024
+        except OSError:
+            return None
+    if not full:
+        return None
+    where = mount_point(path)
+    device = os.stat(where).st_dev
+    return OSError(
+        errno.ENOSPC,
+        f"no space left on device {os.major(device)}:{os.minor(device)} (mounted at {where}) "
+        f"while writing {str(path)!r} ({type(cause).__name__}: {cause})",
+        str(path),
+    )
+
+
+def _fsync(path: Path) -> None:
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file():
+                _fsync(child)
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _apply_umask(path: Path) -> None:
+    mask = current_umask()
+    targets = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for target in targets:
+        base = 0o777 if target.is_dir() else 0o666
+        os.chmod(target, base & ~mask)
+
+
+def temporary_sibling(path: str | Path) -> Path:
+    """A fresh hidden name beside ``path``: ``.<name>.<random>.tmp``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write a file or a folder to; on success it is fsynced,
+    given umask permissions and renamed over ``path`` (a folder target must not exist yet).
+
+    On any failure the temporary entry is removed and ``path`` is untouched; a full disk is
+    raised as an ENOSPC ``OSError`` naming ``path`` and the device.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written for {str(path)!r}")
+        _apply_umask(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(path.parent)
+    except BaseException as err:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        full = disk_full_error(path, err) if isinstance(err, Exception) else None
+        if full is not None:
+            raise full from err
+        raise
+
+
+def is_orphan(path: Path) -> bool:
+    """Whether ``path`` is a temporary entry of :func:`atomic_path` (``.<name>.<8 hex>.tmp``)."""
+    name = path.name
+    if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return False
+    token = name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+    return len(token) == 8 and all(c in "0123456789abcdef" for c in token)
+
+
+def remove_orphans(root: str | Path, min_age_s: float = 0.0) -> list[Path]:
+    """Delete the temporary entries a killed writer left under ``root`` (older than
+    ``min_age_s``, so a writer still at work elsewhere keeps its own); returns what went."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for candidate in sorted(root.rglob(f".*{TMP_SUFFIX}")):
+        if not is_orphan(candidate):
+            continue
+        try:
+            if now - candidate.lstat().st_mtime < min_age_s:
+                continue
+            if candidate.is_dir():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(candidate)
+    return removed
