@@ -2,14 +2,16 @@
 
 :func:`atomic_path` hands out a hidden temporary name beside the target (same folder, so the
 same file system); whatever is written there is flushed to disk and renamed over the target
-only when the writer finishes. A crash leaves at most a ``.<name>.<random>.tmp`` entry, which
-:func:`remove_orphans` deletes on the next start. New files get the permissions the umask
+only when the writer finishes. A crash leaves at most a ``.<name>.<pid>-<random>.tmp`` entry,
+which :func:`remove_orphans` deletes on the next start. :func:`store_by_digest` keeps one copy
+of identical files (hard links to a blob named by the content's SHA-256). New files get the permissions the umask
 allows (not ``mkstemp``'s 0600), and a full disk is reported naming the file and the device.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -62,7 +64,6 @@ def disk_full_error(path: str | Path, cause: BaseException) -> OSError | None:
         errno.ENOSPC,
         f"no space left on device {os.major(device)}:{os.minor(device)} (mounted at {where}) "
         f"while writing {str(path)!r} ({type(cause).__name__}: {cause})",
-        str(path),
     )
 
 
@@ -88,9 +89,9 @@ def _apply_umask(path: Path) -> None:
 
 
 def temporary_sibling(path: str | Path) -> Path:
-    """A fresh hidden name beside ``path``: ``.<name>.<random>.tmp``."""
+    """A fresh hidden name beside ``path``: ``.<name>.<writer pid>-<random>.tmp``."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
 
 
 @contextmanager
@@ -102,6 +103,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     raised as an ENOSPC ``OSError`` naming ``path`` and the device.
     """
     path = Path(path)
+    created_parent = not path.parent.exists()  # e.g. a new version folder
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     try:
@@ -117,34 +119,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if created_parent:
+            try:
+                path.parent.rmdir()  # only if still empty
+            except OSError:
+                pass
         full = disk_full_error(path, err) if isinstance(err, Exception) else None
         if full is not None:
             raise full from err
         raise
 
 
-def is_orphan(path: Path) -> bool:
-    """Whether ``path`` is a temporary entry of :func:`atomic_path` (``.<name>.<8 hex>.tmp``)."""
+def _writer_pid(path: Path) -> int | None:
+    """The writer's pid in a name from :func:`temporary_sibling`, or None for other names."""
     name = path.name
     if not (name.startswith(".") and name.endswith(TMP_SUFFIX)):
+        return None
+    pid, _, token = name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1].partition("-")
+    if not (pid.isdigit() and len(token) == 8 and all(c in "0123456789abcdef" for c in token)):
+        return None
+    return int(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
-    token = name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
-    return len(token) == 8 and all(c in "0123456789abcdef" for c in token)
+    except PermissionError:
+        return True
+    return True
 
 
-def remove_orphans(root: str | Path, min_age_s: float = 0.0) -> list[Path]:
-    """Delete the temporary entries a killed writer left under ``root`` (older than
-    ``min_age_s``, so a writer still at work elsewhere keeps its own); returns what went."""
+def remove_orphans(root: str | Path, max_age_s: float = 86_400.0) -> list[Path]:
+    """Delete the temporary entries that killed writers left under ``root``: those whose
+    writer process is gone, or older than ``max_age_s`` (a writer on another host); returns
+    what went. A writer still at work keeps its own."""
     root = Path(root)
     if not root.is_dir():
         return []
     removed = []
     now = time.time()
     for candidate in sorted(root.rglob(f".*{TMP_SUFFIX}")):
-        if not is_orphan(candidate):
+        pid = _writer_pid(candidate)
+        if pid is None:
             continue
         try:
-            if now - candidate.lstat().st_mtime < min_age_s:
+            if _alive(pid) and now - candidate.lstat().st_mtime < max_age_s:
                 continue
             if candidate.is_dir():
                 shutil.rmtree(candidate)
@@ -154,3 +175,35 @@ def remove_orphans(root: str | Path, min_age_s: float = 0.0) -> list[Path]:
             continue
         removed.append(candidate)
     return removed
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_by_digest(written: Path, path: str | Path, blob_dir: str | Path) -> Path:
+    """Move the finished file ``written`` into ``blob_dir`` under its SHA-256 (unless a blob
+    with those bytes is there already) and make ``path`` a hard link to the blob, atomically:
+    identical files are stored once. Falls back to a copy where hard links are refused.
+    Returns the blob."""
+    path, blob_dir = Path(path), Path(blob_dir)
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    blob = blob_dir / f"sha256-{file_digest(written)}{Path(path).suffix}"
+    if blob.exists():
+        written.unlink()
+    else:
+        _apply_umask(written)
+        _fsync(written)
+        os.replace(written, blob)
+        _fsync(blob_dir)
+    with atomic_path(path) as tmp:
+        try:
+            os.link(blob, tmp)
+        except OSError:
+            shutil.copy2(blob, tmp)
+    return blob
