@@ -103,7 +103,7 @@ def make_hostile_corpus(directory: str | Path) -> HostileCorpus:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         f.write("{broken json\n")
         f.write(json.dumps({"id": "no_text", "path": str(good)}) + "\n")
-        f.write('{"id": "nan_text", "path": "%s", "text": NaN}\n' % good)
+        f.write(json.dumps({"id": "nan_text", "path": str(good), "text": float("nan")}) + "\n")
         f.write(json.dumps({"id": "dict_text", "path": str(good), "text": {"a": 1}}) + "\n")
         f.write(json.dumps({"id": "number_text", "path": str(good), "text": 42}) + "\n")
         f.write(json.dumps(["not", "an", "object"]) + "\n")
