@@ -3,7 +3,9 @@ as a child process, killed at a chosen moment, runs at once, and a small full fi
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -20,6 +22,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKENIZE_FAST = ("tokenize.progress=False,tokenize.semantic.n_clusters=8,"
                  "tokenize.semantic.max_iter=10,tokenize.codec.kmeans_iters=2,"
                  "tokenize.codec.max_init_frames=1024,tokenize.codec.weights=random")
+TOKEN_TABLES = ("text_tokens", "semantic_tokens", "codec_tokens", "rejected_tokenization")
 DEMO_SMALL = ("ingest.demo_corpus.num_speakers=2,ingest.demo_corpus.utterances_per_speaker=4,"
               "ingest.processing.validation_fraction=0.3,ingest.progress=False")
 
@@ -110,3 +113,97 @@ def fill(folder: Path) -> None:
                 f.flush()
     except OSError:
         pass
+
+
+# ---- scenarios: each returns what happened, for the tests to assert and the benchmark to count
+
+
+def latest_commit(project: Path) -> dict | None:
+    """The newest ``tokenize_commit`` record, or None before any tokenize run completed."""
+    folder = project / "data/05_model_input/tokenize_commit.json"
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    newest = sorted(folder.iterdir())[-1]
+    return json.loads((newest / folder.name).read_text())
+
+
+def committed_set_is_whole(project: Path) -> bool:
+    """Whether every token table of the newest committed set reads whole."""
+    record = latest_commit(project)
+    if record is None:
+        return False
+    try:
+        for name in TOKEN_TABLES:
+            versioned_table(project, f"data/05_model_input/{name}.parquet", record["version"])
+    except Exception:  # noqa: BLE001 - any failure to read is what this looks for
+        return False
+    return True
+
+
+def tokenize_kills(root: Path, kills: int = 3, seed: int = 17) -> dict:
+    """Ingest and tokenize a small demo corpus, then kill ``kills`` tokenize runs at random
+    points and run once more. Returns counts and the checks after each kill."""
+    project = make_project(root / "project")
+    for args in (("--pipeline=ingest", f"--params={DEMO_SMALL}"),
+                 ("--pipeline=tokenize", f"--params={TOKENIZE_FAST}")):
+        done = run_kedro(project, *args)
+        if done.returncode:
+            raise RuntimeError(f"kedro run {args} failed:\n{done.stdout[-3000:]}")
+    first = latest_commit(project)["version"]
+    rng = random.Random(seed)
+    result = {"killed": 0, "whole_after_kill": 0, "unchanged_after_kill": 0}
+    for attempt in range(kills):
+        process = start_kedro(project, "--pipeline=tokenize", f"--params={TOKENIZE_FAST}",
+                              log=root / f"killed{attempt}.log")
+        result["killed"] += kill_after(process, rng.uniform(8.0, 40.0))
+        result["whole_after_kill"] += committed_set_is_whole(project)
+        result["unchanged_after_kill"] += latest_commit(project)["version"] == first
+    done = run_kedro(project, "--pipeline=tokenize", f"--params={TOKENIZE_FAST}")
+    statuses = [run.info.status for run in mlflow_runs(project)]
+    result.update(
+        attempts=kills, next_run_ok=done.returncode == 0, log=done.stdout[-3000:],
+        temporaries_left=len(visible_temporaries(project)),
+        new_commit=(latest_commit(project) or {}).get("version", "") > first,
+        whole_at_end=committed_set_is_whole(project),
+        marked_killed=statuses.count("KILLED"), left_running=statuses.count("RUNNING"),
+        project=project)
+    return result
+
+
+def training_kill(project: Path, root: Path, seed: int = 5) -> dict:
+    """Kill ``train_semantic`` (its public Kedro pipeline) at a random point, then rerun it."""
+    params = "--params=train_semantic.train.steps=20,train_semantic.train.progress=False"
+    process = start_kedro(project, "--pipeline=train_semantic", params, log=root / "train.log")
+    killed = kill_after(process, random.Random(seed).uniform(10.0, 30.0))
+    done = run_kedro(project, "--pipeline=train_semantic", params)
+    models = project / "data/06_models/semantic_model"
+    loadable = True
+    try:
+        from bark_kedro.models import load_model
+
+        for version in sorted(models.iterdir()) if models.is_dir() else []:
+            load_model(version / "semantic_model")
+    except Exception:  # noqa: BLE001 - a version that does not load is what this looks for
+        loadable = False
+    return {"killed": killed, "next_run_ok": done.returncode == 0, "log": done.stdout[-3000:],
+            "every_version_loads": loadable,
+            "temporaries_left": len(visible_temporaries(project))}
+
+
+def concurrent_ingests(root: Path, corpora: list[tuple[Path, set[str]]]) -> dict:
+    """Run one ``ingest`` per manifest at once in one project; which ran clean and unmixed."""
+    project = make_project(root / "project")
+    runs = [start_kedro(project, "--pipeline=ingest", "--params=" + ",".join([
+        "ingest.source.kind=manifest", f"ingest.source.path={path}", "ingest.progress=False"]),
+        log=root / f"ingest{i}.log") for i, (path, _) in enumerate(corpora)]
+    codes = [run.wait(timeout=900) for run in runs]
+    by_source = {run.data.params.get("ingest.source.path"): run for run in mlflow_runs(project)}
+    own = []
+    for path, ids in corpora:
+        run = by_source.get(str(path))
+        version = run.data.tags.get("dataset.utterances.written_version") if run else None
+        table = (versioned_table(project, "data/03_primary/utterances.parquet", version)
+                 if version else pd.DataFrame({"utterance_id": []}))
+        own.append(set(table["utterance_id"]) == ids)
+    return {"exit_codes": codes, "own_corpus": own,
+            "logs": [(root / f"ingest{i}.log").read_text()[-2000:] for i in range(len(corpora))]}

@@ -4,7 +4,6 @@ visible or read, nothing is mixed, and the next run goes on."""
 from __future__ import annotations
 
 import errno
-import random
 
 import numpy as np
 import pandas as pd
@@ -17,20 +16,12 @@ from bark_kedro.audio.sources import read_manifest
 from bark_kedro.datasets.atomic import ParquetDataset
 from tests.audio.bad_corpus import make_bad_input_corpus
 from tests.reliability.faults import (
-    DEMO_SMALL,
-    TOKENIZE_FAST,
+    concurrent_ingests,
     fill,
-    kill_after,
-    make_project,
-    mlflow_runs,
-    run_kedro,
-    start_kedro,
     tiny_filesystem,
-    versioned_table,
-    visible_temporaries,
+    tokenize_kills,
+    training_kill,
 )
-
-TOKEN_TABLES = ("text_tokens", "semantic_tokens", "codec_tokens", "rejected_tokenization")
 
 
 @pytest.fixture
@@ -72,57 +63,23 @@ def small_manifest(folder, prefix: str, count: int):
 
 @pytest.mark.slow
 def test_two_ingests_at_once_never_mix(tmp_path):
-    project = make_project(tmp_path / "project")
-    manifests = [small_manifest(tmp_path / name, f"{name}_", n)
-                 for name, n in (("first", 4), ("second", 3))]
-    runs = [start_kedro(project, "--pipeline=ingest", "--params=" + ",".join([
-        "ingest.source.kind=manifest", f"ingest.source.path={path}", "ingest.progress=False"]),
-        log=tmp_path / f"ingest{i}.log") for i, (path, _) in enumerate(manifests)]
-    assert [run.wait(timeout=600) for run in runs] == [0, 0], [
-        (tmp_path / f"ingest{i}.log").read_text()[-3000:] for i in range(2)]
-    by_source = {run.data.params["ingest.source.path"]: run for run in mlflow_runs(project)}
-    for path, ids in manifests:
-        version = by_source[str(path)].data.tags["dataset.utterances.written_version"]
-        table = versioned_table(project, "data/03_primary/utterances.parquet", version)
-        assert set(table["utterance_id"]) == ids  # exactly its own corpus
-
-
-def latest_committed(project) -> dict:
-    import json
-
-    folder = project / "data/05_model_input/tokenize_commit.json"
-    newest = sorted(folder.iterdir())[-1]
-    return json.loads((newest / folder.name).read_text())
-
-
-def assert_committed_set_is_whole(project) -> str:
-    record = latest_committed(project)
-    version = record["version"]
-    for name in TOKEN_TABLES:
-        versioned_table(project, f"data/05_model_input/{name}.parquet", version)  # reads whole
-    return version
+    corpora = [small_manifest(tmp_path / name, f"{name}_", n)
+               for name, n in (("first", 4), ("second", 3))]
+    result = concurrent_ingests(tmp_path, corpora)
+    assert result["exit_codes"] == [0, 0], result["logs"]
+    assert result["own_corpus"] == [True, True]  # each utterances version holds its own rows
 
 
 @pytest.mark.slow
-def test_tokenize_killed_at_random_points_never_leaves_a_mixed_or_broken_latest(tmp_path):
-    project = make_project(tmp_path / "project")
-    done = run_kedro(project, "--pipeline=ingest", f"--params={DEMO_SMALL}")
-    assert done.returncode == 0, done.stdout[-3000:]
-    done = run_kedro(project, "--pipeline=tokenize", f"--params={TOKENIZE_FAST}")
-    assert done.returncode == 0, done.stdout[-3000:]
-    first = assert_committed_set_is_whole(project)
-    rng = random.Random(17)
-    killed = 0
-    for attempt in range(3):
-        process = start_kedro(project, "--pipeline=tokenize", f"--params={TOKENIZE_FAST}",
-                              log=tmp_path / f"killed{attempt}.log")
-        killed += kill_after(process, rng.uniform(8.0, 40.0))
-        assert assert_committed_set_is_whole(project) == first  # the killed run never commits
-    # The next start cleans up and goes on; a pipeline reading the tokens gets the whole set.
-    done = run_kedro(project, "--pipeline=tokenize", f"--params={TOKENIZE_FAST}")
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert visible_temporaries(project) == []
-    assert assert_committed_set_is_whole(project) > first
-    statuses = [run.info.status for run in mlflow_runs(project)]
-    assert statuses.count("KILLED") == killed and statuses.count("RUNNING") == 0
-    assert killed >= 1
+def test_kills_of_tokenize_and_training_never_leave_a_broken_or_mixed_latest(tmp_path):
+    result = tokenize_kills(tmp_path, kills=2)
+    assert result["killed"] >= 1
+    assert result["whole_after_kill"] == result["unchanged_after_kill"] == result["attempts"]
+    assert result["next_run_ok"], result["log"]
+    assert result["new_commit"] and result["whole_at_end"]
+    assert result["temporaries_left"] == 0
+    assert result["marked_killed"] == result["killed"] and result["left_running"] == 0
+
+    training = training_kill(result["project"], tmp_path)
+    assert training["next_run_ok"], training["log"]
+    assert training["every_version_loads"] and training["temporaries_left"] == 0
