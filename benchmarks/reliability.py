@@ -43,20 +43,26 @@ def hostile_inputs(root: Path) -> dict[str, int]:
     from bark_kedro.audio.ingest import IngestConfig, ingest_utterances
     from bark_kedro.audio.sources import read_manifest
     from bark_kedro.tokenizers.codec import CodecTokenizer
-    from tests.reliability.hostile_corpus import make_hostile_corpus, make_hostile_manifests
+    from tests.reliability.hostile_corpus import (
+        BAD_MANIFEST_ROWS,
+        make_hostile_corpus,
+        make_hostile_manifests,
+    )
 
     counts = {"inputs": 0, "rows_lost": 0, "misjudged": 0, "crashes": 0}
     corpus = make_hostile_corpus(root / "hostile")
     try:
-        for manifest in (corpus.csv_manifest, corpus.jsonl_manifest):
+        for kind, manifest in (("csv", corpus.csv_manifest), ("jsonl", corpus.jsonl_manifest)):
+            rows = len(corpus.expected) + BAD_MANIFEST_ROWS[kind]
+            counts["inputs"] += rows
             try:
                 sources = read_manifest(manifest)
-                counts["inputs"] += len(sources)
                 kept, rejected = ingest_utterances(sources, root / "out", IngestConfig(),
                                                    progress=False)
             except Exception as err:  # noqa: BLE001 - counted, then shown
-                print(f"  crash reading {manifest.name}: {type(err).__name__}: {err}")
+                print(f"  crash on {manifest.name}: {type(err).__name__}: {str(err)[:200]}")
                 counts["crashes"] += 1
+                counts["rows_lost"] += rows
                 continue
             counts["rows_lost"] += len(sources) - len(kept) - len(rejected)
             codes = {r.utterance_id: r.reason.split(":")[0] for r in rejected.itertuples()}
@@ -177,7 +183,11 @@ def main() -> None:
         print(f"hostile inputs tried: {counts['inputs']}  rows lost: {counts['rows_lost']}  "
               f"misjudged: {counts['misjudged']}  crashes: {counts['crashes']}  "
               f"({time.perf_counter() - started:.1f} s)")
-        tried, survived = full_disk(root)
+        try:
+            tried, survived = full_disk(root)
+        except Exception as err:  # noqa: BLE001 - e.g. code without atomic datasets
+            print(f"  full disk: crash {type(err).__name__}: {err}")
+            tried, survived = 2, 0
         if not args.inputs_only:
             more_tried, more_survived = killed_and_concurrent_runs(root, args.kills)
             tried, survived = tried + more_tried, survived + more_survived

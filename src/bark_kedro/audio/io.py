@@ -140,6 +140,6 @@ def write_audio_atomic(
         raise ValueError(f"cannot write {str(path)!r}: unknown audio format {path.suffix!r}")
     if subtype is None and file_format == "WAV":
         subtype = "FLOAT"
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sync_folder=False) as tmp:  # one folder sync per file is slow
         sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=file_format)
     return path
