@@ -179,7 +179,8 @@ class RunIntegrityHooks:
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
-        self._catalog = catalog
+        self._catalog = catalog  # one hook object serves every session of a process
+        self._read_versions = {}
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -193,6 +193,10 @@ def training_kill(project: Path, root: Path, seed: int = 5) -> dict:
 def concurrent_ingests(root: Path, corpora: list[tuple[Path, set[str]]]) -> dict:
     """Run one ``ingest`` per manifest at once in one project; which ran clean and unmixed."""
     project = make_project(root / "project")
+    # MLflow creates a new SQLite store with migrations that two first runs would race on
+    # (a limit of MLflow's store, not of the pipelines): the store exists before they start.
+    (project / "data/09_tracking").mkdir(parents=True)
+    mlflow.MlflowClient(f"sqlite:///{project}/data/09_tracking/mlflow.db").search_experiments()
     runs = [start_kedro(project, "--pipeline=ingest", "--params=" + ",".join([
         "ingest.source.kind=manifest", f"ingest.source.path={path}", "ingest.progress=False"]),
         log=root / f"ingest{i}.log") for i, (path, _) in enumerate(corpora)]
