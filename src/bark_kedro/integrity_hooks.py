@@ -4,8 +4,8 @@
   :mod:`bark_kedro.atomic_files`), and MLflow runs of this store left ``RUNNING`` by a process
   that is gone are marked ``KILLED`` with a note.
 - Runs that commit together: the versioned outputs of the ``tokenize`` pipeline form one set.
-  A tokenize run that completes writes ``tokenize_commit`` last (a versioned JSON record of
-  the versions it wrote and the ``utterances`` version it read). A later pipeline that reads
+  A run that has saved the whole set writes ``tokenize_commit`` right after it (a versioned
+  JSON record of the version they share and the ``utterances`` version they were made from). A later pipeline that reads
   any of that set resolves "latest" to the newest committed set (the outputs of a failed or
   killed run are never picked up), and fails at start, naming the datasets and the
   ``--load-versions`` that would fix it, when pinned versions disagree or when ``utterances``
@@ -176,11 +176,15 @@ class RunIntegrityHooks:
     def __init__(self) -> None:
         self._catalog: Any = None
         self._read_versions: dict[str, str] = {}
+        self._members: list[str] = []  # the tokenize set, when this run writes all of it
+        self._saved: set[str] = set()
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
         self._catalog = catalog  # one hook object serves every session of a process
         self._read_versions = {}
+        self._members = []
+        self._saved = set()
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -189,6 +193,7 @@ class RunIntegrityHooks:
             logger.warning("removed %s, left half-written by a killed run", orphan)
         self._track_process()
         members = self._set_members(catalog)
+        self._members = members if set(members) <= set(pipeline.all_outputs()) else []
         pinned = dict(run_params.get("load_versions") or {})
         pins = resolve_committed_inputs(catalog, members, set(pipeline.inputs()), pinned)
         if pins:
@@ -227,18 +232,23 @@ class RunIntegrityHooks:
                 self._read_versions[dataset_name] = dataset.resolve_load_version()
 
     @hook_impl
-    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        """Write the commit record when this run wrote the whole tokenize set."""
-        members = self._set_members(catalog)
-        outputs = set(pipeline.all_outputs())
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        """Write the commit record as soon as this run has saved the whole tokenize set (so a
+        later node of the same run failing does not leave a complete set uncommitted)."""
+        if dataset_name not in self._members or self._catalog is None:
+            return
+        self._saved.add(dataset_name)
+        if self._saved != set(self._members):
+            return
+        catalog = self._catalog
         record_ds = _versioned(catalog, COMMIT_RECORD)
-        if not members or record_ds is None or not set(members) <= outputs:
+        if record_ds is None:
             return
         version = record_ds.resolve_save_version()
-        if SOURCE_DATASET not in self._read_versions and SOURCE_DATASET in outputs:
-            source = _versioned(catalog, SOURCE_DATASET)
-            if source is not None:
-                self._read_versions[SOURCE_DATASET] = source.resolve_save_version()
-        record = {"version": version, "outputs": dict.fromkeys(members, version),
+        source = _versioned(catalog, SOURCE_DATASET)
+        if SOURCE_DATASET not in self._read_versions and source is not None:
+            self._read_versions[SOURCE_DATASET] = source.resolve_load_version()
+        record = {"version": version, "outputs": dict.fromkeys(self._members, version),
                   "inputs": dict(self._read_versions)}
         catalog.get(COMMIT_RECORD).save(record)  # a multi-host wrapper keeps it off disk
+        logger.info("tokenize outputs %s committed together", version)
