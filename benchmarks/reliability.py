@@ -144,9 +144,10 @@ def killed_and_concurrent_runs(root: Path, kills: int) -> tuple[int, int]:
     ok_end = (result["next_run_ok"] and result["whole_at_end"] and result["new_commit"]
               and not result["temporaries_left"] and not result["left_running"]
               and result["marked_killed"] == result["killed"])
-    tried += result["attempts"]
+    tried += result["killed"]
     survived += min(result["whole_after_kill"], result["unchanged_after_kill"]) if ok_end else 0
-    print(f"  tokenize: {result['killed']} of {kills} runs killed mid-run, "
+    print(f"  tokenize (a whole run {result['full_run_s']:.0f} s): "
+          f"{result['killed']} of {kills} runs killed mid-run, "
           f"{result['marked_killed']} marked KILLED in MLflow, next run ok: "
           f"{result['next_run_ok']} ({time.perf_counter() - started:.0f} s)")
     started = time.perf_counter()
@@ -167,6 +168,8 @@ def killed_and_concurrent_runs(root: Path, kills: int) -> tuple[int, int]:
     concurrent = concurrent_ingests(root / "concurrent", corpora)
     tried += 1
     survived += concurrent["exit_codes"] == [0, 0] and all(concurrent["own_corpus"])
+    print(f"  two ingests at once: exit codes {concurrent['exit_codes']}, each version holds "
+          f"its own corpus: {concurrent['own_corpus']}")
     return tried, survived
 
 

@@ -74,7 +74,7 @@ def test_two_ingests_at_once_never_mix(tmp_path):
 def test_kills_of_tokenize_and_training_never_leave_a_broken_or_mixed_latest(tmp_path):
     result = tokenize_kills(tmp_path, kills=2)
     assert result["killed"] >= 1
-    assert result["whole_after_kill"] == result["unchanged_after_kill"] == result["attempts"]
+    assert result["whole_after_kill"] == result["unchanged_after_kill"] == result["killed"]
     assert result["next_run_ok"], result["log"]
     assert result["new_commit"] and result["whole_at_end"]
     assert result["temporaries_left"] == 0
