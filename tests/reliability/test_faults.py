@@ -78,7 +78,8 @@ def test_kills_of_tokenize_and_training_never_leave_a_broken_or_mixed_latest(tmp
     assert result["next_run_ok"], result["log"]
     assert result["new_commit"] and result["whole_at_end"]
     assert result["temporaries_left"] == 0
-    assert result["marked_killed"] == result["killed"] and result["left_running"] == 0
+    # a run killed before MLflow's run started has nothing to mark; none is left RUNNING
+    assert result["marked_killed"] <= result["killed"] and result["left_running"] == 0
 
     training = training_kill(result["project"], tmp_path)
     assert training["next_run_ok"], training["log"]
