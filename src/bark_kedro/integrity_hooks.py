@@ -151,12 +151,22 @@ def resolve_committed_inputs(catalog: Any, set_members: list[str], inputs: set[s
                            COMMITTED_PIPELINE, committed)
         _pin(ds, want)
         pins[name] = want
-    mixed = {n: v for n, v in pins.items() if v != committed}
-    if mixed:
+    if len(set(pins.values())) > 1:
+        mixed = {n: v for n, v in pins.items() if v != committed}
+        first_pin = next(v for n, v in sorted(pinned.items()) if n in pins)
         raise InconsistentInputsError(
             f"pinned {', '.join(f'{n}:{v}' for n, v in sorted(mixed.items()))} but the other "
             f"{COMMITTED_PIPELINE} outputs read here are at {committed}; pin one set with "
-            f"{_fix_hint(dict.fromkeys(pins, pinned.get(next(iter(mixed)))))}")
+            f"{_fix_hint(dict.fromkeys(pins, first_pin))}")
+    chosen = next(iter(pins.values()))
+    if chosen != committed:  # one older set, pinned whole: check it against its own record
+        record = None
+        if Path(record_ds._get_versioned_path(chosen).as_posix()).exists():
+            _pin(record_ds, chosen)
+            record = record_ds.load()
+        committed = chosen
+    if record is None:
+        return pins
     source = record.get("inputs", {}).get(SOURCE_DATASET)
     source_ds = _versioned(catalog, SOURCE_DATASET)
     if source and source_ds is not None and SOURCE_DATASET in inputs:
