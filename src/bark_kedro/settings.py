@@ -5,8 +5,9 @@ import tempfile
 from pathlib import Path
 
 from bark_kedro.hooks import MultiHostHooks, RunTrackingHooks
+from bark_kedro.integrity_hooks import RunIntegrityHooks
 
-HOOKS = (MultiHostHooks(), RunTrackingHooks())
+HOOKS = (MultiHostHooks(), RunTrackingHooks(), RunIntegrityHooks())
 
 # Environment variables that give a process's rank on a multi-host run.
 _RANK_VARIABLES = ("JAX_PROCESS_ID", "TPU_WORKER_ID", "CLOUD_TPU_TASK_ID", "SLURM_PROCID",

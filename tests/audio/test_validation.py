@@ -115,7 +115,7 @@ def test_rejection_formats_and_exception():
     rejection = Rejection("silent", "too quiet")
     assert str(rejection) == "silent: too quiet"
     assert str(RejectedInput(rejection)) == "silent: too quiet"
-    assert len(set(REASON_CODES)) == len(REASON_CODES) == 10
+    assert len(set(REASON_CODES)) == len(REASON_CODES) == 13
 
 
 def test_load_valid_audio_raises_the_rejection(tmp_path):

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from bark_kedro.audio.io import write_audio_atomic
 from bark_kedro.audio.processing import loudness_normalize, peak_normalize, resample, to_mono
-from bark_kedro.audio.sources import SOURCE_COLUMNS
+from bark_kedro.audio.sources import PROBLEM_COLUMN, SOURCE_COLUMNS
 from bark_kedro.audio.validation import (
+    BAD_MANIFEST_ROW,
     REASON_CODES,
     SILENT,
     RejectedInput,
@@ -85,13 +86,30 @@ class IngestConfig:
             fail("validation_fraction", "must be between 0 and 1")
 
 
+# Terminal escape sequences, removed whole (dropping only ESC would leave "[31m" behind):
+# CSI (ESC [ or the C1 byte U+009B, parameters, one final byte), OSC / DCS / APC / PM strings
+# up to their terminator, and two-character ESC sequences.
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]P_^X]|[\x90\x9d\x9e\x9f\x98])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]"
+)
+# Bidirectional embeddings, overrides, isolates and marks: they reorder what a reader sees.
+_BIDI_CONTROLS = dict.fromkeys(
+    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+
+
 def normalize_transcript(text: str) -> str:
-    """NFKC-normalize, drop control characters, collapse whitespace and strip.
+    """NFKC-normalize, remove terminal escape sequences whole, bidi controls and other control
+    characters, collapse whitespace and strip.
 
     Letters of every script, emoji and format characters (e.g. the zero-width joiner inside
     emoji sequences) are kept; line breaks and tabs become single spaces.
     """
-    text = unicodedata.normalize("NFKC", str(text))
+    text = _ESCAPE_SEQUENCE.sub("", str(text))
+    text = unicodedata.normalize("NFKC", text).translate(_BIDI_CONTROLS)
+    text = _ESCAPE_SEQUENCE.sub("", text)  # NFKC can expose a sequence (full-width brackets)
     text = "".join(
         (" " if ch.isspace() else "") if unicodedata.category(ch) == "Cc" else ch for ch in text
     )
@@ -163,12 +181,17 @@ def _rate_folder(rate: int) -> str:
     return f"audio_{rate // 1000}k" if rate % 1000 == 0 else f"audio_{rate}"
 
 
-def _early_rejections(sources: pd.DataFrame, texts: list[str]) -> list[Rejection | None]:
-    """Table-level checks that need no audio: repeated ids / file names, empty transcripts."""
+def _early_rejections(sources: pd.DataFrame, texts: list[str],
+                      problems: list[str]) -> list[Rejection | None]:
+    """Table-level checks that need no audio: unreadable manifest rows, repeated ids / file
+    names, empty transcripts."""
     ids = sources["utterance_id"].astype(str).tolist()
     keys = [safe_file_stem(i).casefold() for i in ids]  # case-insensitive file systems too
     duplicates = duplicate_rejections(keys, ids)
-    return [dup or check_transcript(text) for dup, text in zip(duplicates, texts, strict=True)]
+    return [
+        Rejection(BAD_MANIFEST_ROW, problem) if problem else dup or check_transcript(text)
+        for dup, text, problem in zip(duplicates, texts, problems, strict=True)
+    ]
 
 
 def ingest_utterances(
@@ -178,8 +201,9 @@ def ingest_utterances(
 
     Writes ``<output_dir>/audio_24k/<id>.<digest>.wav`` and ``.../audio_16k/<id>.<digest>.wav`` (mono,
     float32, normalized per ``config``) and returns ``(utterances, rejected)``; rejected rows
-    carry ``reason = "<code>: <detail>"``. Raises ValueError if the columns are missing or if no
-    utterance is valid, with the reject counts per code.
+    carry ``reason = "<code>: <detail>"``; a fault of one row (its file, its manifest line) is
+    that row's rejection. Raises ValueError if the columns are missing or if no utterance is
+    valid, with the reject counts per code; a full disk is an OSError naming file and device.
     """
     missing = [c for c in SOURCE_COLUMNS if c not in sources.columns]
     if missing:
@@ -190,9 +214,11 @@ def ingest_utterances(
     for folder in dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
 
+    problems = (sources[PROBLEM_COLUMN].fillna("").astype(str).tolist()
+                if PROBLEM_COLUMN in sources.columns else [""] * len(sources))
     sources = sources[SOURCE_COLUMNS].fillna("").astype(str)  # a missing cell is empty, not "nan"
     texts = [normalize_transcript(t) for t in sources["text"]]
-    early = _early_rejections(sources, texts)
+    early = _early_rejections(sources, texts, problems)
     kept: list[dict] = []
     rejected: list[dict] = []
     audio_seconds = 0.0

@@ -6,14 +6,14 @@ Arrays are float32 shaped ``(channels, samples)``. Every failure to read a file 
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from bark_kedro.atomic_files import atomic_path
 
 _RIFF_UNKNOWN_SIZE = 0xFFFFFFFF  # streaming writers put this in the size fields
 
@@ -122,7 +122,8 @@ def write_audio_atomic(
     """Write ``audio`` (``(samples,)`` or ``(channels, samples)``) so ``path`` is never half-written.
 
     The file is written under a temporary name in the same folder, flushed to disk, then moved
-    over ``path`` with :func:`os.replace`. The format follows the suffix (``.wav``, ``.flac``,
+    over ``path`` (:func:`bark_kedro.atomic_files.atomic_path`: umask permissions, a full disk
+    named with its device). The format follows the suffix (``.wav``, ``.flac``,
     ...); ``subtype`` defaults to 32-bit float for WAV, which keeps the samples exactly, and to
     libsndfile's default for other formats.
     """
@@ -139,15 +140,6 @@ def write_audio_atomic(
         raise ValueError(f"cannot write {str(path)!r}: unknown audio format {path.suffix!r}")
     if subtype is None and file_format == "WAV":
         subtype = "FLOAT"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp_name, audio.T, sample_rate, subtype=subtype, format=file_format)
-        with open(tmp_name, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, sync_folder=False) as tmp:  # one folder sync per file is slow
+        sf.write(tmp, audio.T, sample_rate, subtype=subtype, format=file_format)
     return path

@@ -26,15 +26,18 @@ def rms_dbfs(audio: np.ndarray) -> float:
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:
-    """Average the channels of ``(channels, samples)`` into ``(samples,)``; 1-D passes through."""
-    audio = np.asarray(audio, dtype=np.float32)
+    """Average the channels of ``(channels, samples)`` into ``(samples,)``; 1-D passes through.
+
+    The mean is taken in float64, so samples near float32's limit do not overflow to inf.
+    """
+    audio = np.asarray(audio)
     if audio.ndim == 1:
-        return audio
+        return audio.astype(np.float32, copy=False)
     if audio.ndim != 2 or audio.shape[0] == 0:
         raise ValueError(
             f"expected (samples,) or (channels, samples) audio, got shape {audio.shape}"
         )
-    return audio.mean(axis=0, dtype=np.float32)
+    return audio.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -7,15 +7,19 @@ later load never picks one up).
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from abc import abstractmethod
 from pathlib import Path, PurePosixPath
 from typing import Any, Generic, TypeVar
 
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
+from bark_kedro.atomic_files import (
+    atomic_path,
+    disk_full_error,
+    store_by_digest,
+    temporary_sibling,
+)
 from bark_kedro.tokenizers.codec import CodecTokenizer
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
 
@@ -48,16 +52,8 @@ class _LocalArtifactDataset(AbstractVersionedDataset[T, T], Generic[T]):
 
     def save(self, data: T) -> None:
         path = Path(self._get_save_path().as_posix())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
+        with atomic_path(path) as tmp:  # a folder is renamed whole too (path is new)
             self._write(data, tmp)
-            os.replace(tmp, path)  # atomic for a file; a folder is renamed (path is new)
-        finally:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            elif tmp.exists():
-                tmp.unlink()
 
     def _exists(self) -> bool:
         try:
@@ -96,6 +92,10 @@ class SemanticTokenizerDataset(_LocalArtifactDataset[SemanticTokenizer]):
 class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
     """A :class:`CodecTokenizer` file (``weights_source`` + EnCodec state dict).
 
+    Stored by content: the bytes go to ``<filepath>.blobs/sha256-<digest>.pt`` once and each
+    version's file is a hard link to its blob, so a run that rebuilds the same codec adds a
+    version but no second copy of the weights.
+
     ``load_args`` go to :meth:`CodecTokenizer.from_checkpoint` (e.g. ``device``)::
 
         codec_model:
@@ -110,6 +110,25 @@ class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
         if not isinstance(data, CodecTokenizer):
             raise DatasetError(f"expected a CodecTokenizer, got {type(data).__name__}")
         data.save(path)
+
+    def save(self, data: CodecTokenizer) -> None:
+        path = Path(self._get_save_path().as_posix())
+        blob_dir = Path(f"{self._filepath.as_posix()}.blobs")
+        blob_dir.mkdir(parents=True, exist_ok=True)
+        # torch.save names its archive after the file: write under the final name, in a
+        # temporary folder, so identical models give identical bytes.
+        scratch = temporary_sibling(blob_dir / path.name)
+        try:
+            scratch.mkdir()
+            self._write(data, scratch / path.name)
+            store_by_digest(scratch / path.name, path, blob_dir)
+        except Exception as err:
+            full = disk_full_error(path, err)
+            if full is not None:
+                raise full from err
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _read(self, path: Path) -> CodecTokenizer:
         return CodecTokenizer.from_checkpoint(path, **self._load_args)

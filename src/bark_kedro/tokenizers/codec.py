@@ -153,9 +153,7 @@ class CodecTokenizer:
     def from_checkpoint(cls, path: str | Path, **options) -> CodecTokenizer:
         """Weights from a state-dict file (the official ``.th`` format, or one :meth:`save` wrote;
         the latter keeps its ``weights_source``, so a saved random codec stays ``random``)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"EnCodec checkpoint {str(path)!r} does not exist")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load_state_file(path)
         source = "local"
         if isinstance(state, dict) and "state_dict" in state:
             source = state.get("weights_source", "local")
@@ -163,7 +161,7 @@ class CodecTokenizer:
         model = _new_model()
         try:
             model.load_state_dict(state)
-        except RuntimeError as err:
+        except (RuntimeError, AttributeError, TypeError) as err:
             raise ValueError(f"{str(path)!r} is not an EnCodec 24 kHz state dict: {err}") from err
         return cls(model, source if source in WEIGHT_SOURCES else "local", **options)
 
@@ -270,6 +268,18 @@ class CodecTokenizer:
             q = torch.from_numpy(arr.astype(np.int64)).to(self.device).transpose(0, 1)
             audio = self.model.decoder(self.model.quantizer.decode(q))[:, 0].float().cpu().numpy()
         return audio[0] if single else audio
+
+
+def _load_state_file(path: str | Path) -> object:
+    """``torch.load`` of a checkpoint file; a file that is not one (e.g. ``/etc/passwd``) is a
+    ValueError naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"EnCodec checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises anything from a foreign file
+        raise ValueError(f"{str(path)!r} is not an EnCodec state dict (a torch checkpoint file): "
+                         f"torch.load failed with {type(err).__name__}: {err}") from err
 
 
 def load_codec(weights: str = "random", checkpoint: str | Path | None = None,

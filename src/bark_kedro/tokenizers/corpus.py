@@ -224,6 +224,12 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame, config: SemanticConfig,
                     tokenizer.extractor.weights_format)
         return tokenizer, {"vocab_size": float(q.n_clusters), "quantizer_version": float(q.version)}
     train = train_rows(utterances, "the semantic quantizer")
+    # Checked before the (slow) feature extraction: the durations bound the frames it can give.
+    most_frames = int(np.ceil(train["duration_s"].astype(float) * SEMANTIC_RATE).sum()) + len(train)
+    if most_frames < config.n_clusters:
+        raise ValueError(f"the train split's {len(train)} clip(s) give at most {most_frames} "
+                         f"feature frames, fewer than n_clusters={config.n_clusters}: lower "
+                         "tokenize.semantic.n_clusters or add audio")
     extractor = config.build_extractor()
     with _threads_for(extractor):
         feats, n_frames, stats = _fit_features(train, extractor, config, progress)
