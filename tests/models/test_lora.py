@@ -32,7 +32,7 @@ from bark_kedro.models.lora import (
     set_adapter_dropout,
     split_trainable,
 )
-from bark_kedro.models.suno_format import suno_state_dict
+from bark_kedro.models.suno_format import export_suno_checkpoint, suno_state_dict
 from tests.models.reference_models import VOCAB, random_ids
 
 CONFIGS = {
@@ -96,6 +96,13 @@ def test_merged_model_equals_adapted_and_exports_like_the_base(base):
     assert changed == {
         f"transformer.h.{i}.{m}.weight" for i in range(2) for m in ("attn.c_attn", "mlp.c_proj")
     }
+
+
+def test_export_of_an_unmerged_model_is_a_clear_error(tmp_path):
+    adapted = add_lora(build_model(CONFIGS["fine"], seed=0), LoRAConfig(rank=2))
+    with pytest.raises(ValueError, match="LoRA adapters: merge them first"):
+        export_suno_checkpoint(adapted, tmp_path / "fine.pt")
+    assert not (tmp_path / "fine.pt").exists()
 
 
 def test_merge_formula_matches_the_kernel_layout():
