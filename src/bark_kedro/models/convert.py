@@ -180,6 +180,10 @@ def model_from_torch_state(
 
 def model_to_torch_state(model: Model, names: NameScheme) -> dict[str, np.ndarray]:
     """Torch-style state dict (float32 numpy arrays) of a Flax model, heads included."""
+    if nnx.state(model, nnx.LoRAParam):
+        raise ValueError(
+            "model has LoRA adapters: merge them first (bark_kedro.models.lora.merge_adapters)"
+        )
     pure = nnx.state(model, nnx.Param).to_pure_dict()
     flat = {
         p: np.asarray(jax.device_get(v), np.float32)
