@@ -16,7 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
-from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.codec import Codec, CodecTokenizer, load_codec_file
+from bark_kedro.tokenizers.mel_codec import MelCodec
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
 
 T = TypeVar("T")
@@ -93,10 +94,11 @@ class SemanticTokenizerDataset(_LocalArtifactDataset[SemanticTokenizer]):
         return SemanticTokenizer.load(path, **self._load_args)
 
 
-class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
-    """A :class:`CodecTokenizer` file (``weights_source`` + EnCodec state dict).
+class CodecModelDataset(_LocalArtifactDataset[Codec]):
+    """A codec file: a :class:`CodecTokenizer` (``weights_source`` + EnCodec state dict) or the
+    offline :class:`MelCodec`.
 
-    ``load_args`` go to :meth:`CodecTokenizer.from_checkpoint` (e.g. ``device``)::
+    ``load_args`` go to :func:`~bark_kedro.tokenizers.codec.load_codec_file` (e.g. ``device``)::
 
         codec_model:
           type: bark_kedro.datasets.artifacts.CodecModelDataset
@@ -106,10 +108,10 @@ class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
 
     kind = "codec model"
 
-    def _write(self, data: CodecTokenizer, path: Path) -> None:
-        if not isinstance(data, CodecTokenizer):
-            raise DatasetError(f"expected a CodecTokenizer, got {type(data).__name__}")
+    def _write(self, data: Codec, path: Path) -> None:
+        if not isinstance(data, CodecTokenizer | MelCodec):
+            raise DatasetError(f"expected a CodecTokenizer or MelCodec, got {type(data).__name__}")
         data.save(path)
 
-    def _read(self, path: Path) -> CodecTokenizer:
-        return CodecTokenizer.from_checkpoint(path, **self._load_args)
+    def _read(self, path: Path) -> Codec:
+        return load_codec_file(path, **self._load_args)
