@@ -45,13 +45,17 @@ _PER_CODEBOOK = re.compile(r"_cb\d+$")
 
 @dataclass(frozen=True)
 class UtteranceEvaluation:
-    """One held-out utterance: its text, the two waveforms (None if missing) and its metrics."""
+    """One held-out utterance: its text, the waveforms (None if missing: ``ref_audio`` is the
+    recording's codec round trip, ``original_audio`` the recording), its metrics and the ASR
+    transcript of each waveform (by role: synthesized, round_trip, original)."""
 
     utterance_id: str
     text: str
     ref_audio: np.ndarray | None
     synth_audio: np.ndarray | None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    original_audio: np.ndarray | None = None
+    transcripts: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluation],
