@@ -110,3 +110,29 @@ def test_auto_without_encodec_weights_is_the_mel_codec(monkeypatch, tmp_path, cl
     assert isinstance(config.build(clips), MelCodec)
     assert CodecConfig(weights="pretrained").train_frames_needed() == 0
     assert isinstance(load_codec("mel", init_audio=clips, mel=SMALL), MelCodec)
+
+
+@pytest.mark.slow
+def test_round_trip_keeps_speech_intelligible_to_the_offline_asr():
+    import torchaudio
+
+    from bark_kedro.audio import espeak
+    from bark_kedro.audio.demo_corpus import load_demo_sentences
+    from bark_kedro.evaluation.intelligibility import PocketSphinxRecognizer, error_rates
+
+    def speak(text, voice):
+        audio, rate = espeak.synthesize(text, voice)
+        return torchaudio.functional.resample(torch.from_numpy(audio), rate, SR).numpy()
+
+    sentences = load_demo_sentences()
+    voices = ["en-us+m3", "en-us+f2"]
+    train = [speak(t, voices[k % 2]) for k, t in enumerate(sentences[:24])]
+    codec = MelCodec.fit(train, MelCodecConfig(max_fit_frames=8000, kmeans_iters=8))
+    asr = PocketSphinxRecognizer()
+    original, round_trip = [], []
+    for k, text in enumerate(sentences[-4:]):
+        audio = speak(text, voices[k % 2])
+        decoded = codec.decode(codec.encode(audio))
+        original.append(error_rates(text, asr.transcribe(audio, SR))["cer"])
+        round_trip.append(error_rates(text, asr.transcribe(decoded, SR))["cer"])
+    assert np.mean(round_trip) <= np.mean(original) + 0.15, (original, round_trip)
