@@ -104,3 +104,36 @@ def test_dnsmos_is_lower_with_added_noise():
     assert noisy_scores["dnsmos_ovrl"] < clean_scores["dnsmos_ovrl"]
     with pytest.raises(ValueError, match="silence"):
         mos.score(np.zeros(SR, np.float32), SR)
+
+
+@pytest.mark.slow
+def test_listen_to_heldout_hears_all_three_roles(tmp_path):
+    import pandas as pd
+    import soundfile as sf
+
+    from bark_kedro.evaluation.audio_metrics import summarize
+    from bark_kedro.evaluation.hearing import Listener, listen_to_heldout
+
+    rows = []
+    for k, (text, split) in enumerate(zip(TEXTS, ["train", "train", "validation"], strict=True)):
+        path = tmp_path / f"u{k}.wav"
+        sf.write(path, speak(text, "en-us+m3", 45), SR)
+        rows.append({"utterance_id": f"u{k}", "speaker": "m3", "text": text, "split": split,
+                     "audio_24k_path": str(path)})
+    utterances = pd.DataFrame(rows)
+    recording = speak(TEXTS[2], "en-us+m3", 45)
+    noise = np.random.default_rng(0).normal(0, 0.05, SR).astype(np.float32)
+    heard = listen_to_heldout(
+        [UtteranceEvaluation("u2", TEXTS[2], recording, noise, {"duration_ratio": 1.0})],
+        utterances, Listener(HearingConfig(speaker_references=2)))
+    (u,) = heard
+    assert u.original_audio is not None and set(u.transcripts) == set(
+        ["synthesized", "round_trip", "original"])
+    m = u.metrics
+    assert m["duration_ratio"] == 1.0
+    assert m["original/cer"] < m["synthesized/cer"]  # speech is heard better than noise
+    assert m["original/speaker_similarity"] > m["synthesized/speaker_similarity"]
+    table = role_table(summarize([m]))
+    assert set(table) == {"synthesized", "round_trip", "original"}
+    assert set(table["original"]) == {"cer", "wer", "speaker_similarity", "dnsmos_sig",
+                                      "dnsmos_bak", "dnsmos_ovrl"}
