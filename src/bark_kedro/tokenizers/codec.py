@@ -291,8 +291,7 @@ def load_codec(weights: str = "auto", checkpoint: str | Path | None = None,
     random_options = ("seed", "kmeans_iters", "max_init_frames")
     weights = resolve_weights(weights)
     if weights == "mel":
-        return MelCodec.fit(init_audio, mel, progress=True).with_options(
-            device=options.get("device", "cpu"))
+        return MelCodec.fit(init_audio, mel, progress=True)
     if weights != "random":
         options = {k: v for k, v in options.items() if k not in random_options}
     if weights == "pretrained":

@@ -82,7 +82,7 @@ class MelCodec:
     weights_source = WEIGHTS_SOURCE
 
     def __init__(self, config: MelCodecConfig, mean: np.ndarray, scale: np.ndarray,
-                 codebooks: np.ndarray, fit_frames: int = 0, device: str = "cpu"):
+                 codebooks: np.ndarray, fit_frames: int = 0):
         codebooks = np.asarray(codebooks, np.float32)
         expected = (config.n_codebooks, config.codebook_size, config.n_mels)
         if codebooks.shape != expected:
@@ -94,7 +94,7 @@ class MelCodec:
         self.scale = np.asarray(scale, np.float32)
         self.codebooks = codebooks
         self.fit_frames = int(fit_frames)
-        self.device = device
+        self.device = "cpu"
         self.n_codebooks = config.n_codebooks
 
     def describe(self) -> str:
@@ -160,9 +160,8 @@ class MelCodec:
         return cls(config, mean, scale, np.stack(codebooks), fit_frames=len(frames))
 
     def with_options(self, **options) -> MelCodec:
-        """This codec; only ``device`` applies (EnCodec's batching options do not)."""
-        if "device" in options:
-            self.device = options["device"]
+        """This codec: it runs on the CPU, and EnCodec's device and batching options do not
+        apply to it."""
         return self
 
     def save(self, path: str | Path) -> None:
@@ -175,15 +174,17 @@ class MelCodec:
 
     @classmethod
     def from_state(cls, state: dict, source: str = "state", **options) -> MelCodec:
+        """The codec in a dict :meth:`save` wrote; ``options`` (EnCodec's, e.g. ``device``)
+        do not apply."""
         if state.get("codec") != CODEC_KIND or state.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{source} is not a mel codec file of format {FORMAT_VERSION}")
         return cls(MelCodecConfig(**state["config"]), state["mean"].numpy(),
                    state["scale"].numpy(), state["codebooks"].numpy(),
-                   fit_frames=int(state.get("fit_frames", 0)), device=options.get("device", "cpu"))
+                   fit_frames=int(state.get("fit_frames", 0)))
 
     @classmethod
     def load(cls, path: str | Path, **options) -> MelCodec:
-        """A codec written by :meth:`save`; ``options``: ``device``."""
+        """A codec written by :meth:`save`."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"mel codec file {str(path)!r} does not exist")
         return cls.from_state(torch.load(path, map_location="cpu", weights_only=True),
