@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -43,7 +45,11 @@ def tone(seconds, freq, amplitude=0.3):
 def utterances():
     return [
         UtteranceEvaluation("spk1_0001", "Hello there.", tone(0.5, 220), tone(0.4, 230),
-                            {"mcd_db": 4.0, "duration_ratio": 0.8, "codec_token_accuracy_cb0": 0.5}),
+                            {"mcd_db": 4.0, "duration_ratio": 0.8, "codec_token_accuracy_cb0": 0.5,
+                             "synthesized/cer": 0.5, "round_trip/cer": 0.25,
+                             "original/cer": 0.125, "original/dnsmos_ovrl": 3.0},
+                            original_audio=tone(0.5, 200),
+                            transcripts={"synthesized": "hello", "original": "hello there"}),
         UtteranceEvaluation("spk 2/<odd> & id", "Text with <b>markup</b> & more",
                             tone(0.3, 440), tone(0.35, 450, 1.5),  # clipped when written
                             {"mcd_db": 6.0, "duration_ratio": 1.2,
@@ -80,7 +86,17 @@ def test_report_json_holds_metrics_summary_stages_and_run(report_dir):
     assert all(isinstance(v, float) for v in metrics.values())
 
 
-def test_html_links_every_wav_and_png_and_nothing_missing(report_dir):
+def resolve(link: str, page_dir: Path) -> bytes:
+    """The bytes a link points at, as a browser would fetch them from ``page_dir``."""
+    if link.startswith("data:"):
+        header, payload = link.split(",", 1)
+        assert header.endswith(";base64")
+        return base64.b64decode(payload)
+    assert "://" not in link and not link.startswith("/")
+    return (page_dir / link).read_bytes()
+
+
+def test_html_embeds_every_wav_and_png_so_they_resolve_anywhere(report_dir, tmp_path):
     page = (report_dir / "index.html").read_text()
     parser = LinkCollector()
     parser.feed(page)
@@ -88,13 +104,35 @@ def test_html_links_every_wav_and_png_and_nothing_missing(report_dir):
     assert {"html", "table", "audio", "img"} <= parser.tags
     files = {p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*")
              if p.suffix in (".wav", ".png")}
-    assert len(files) == 3 + 2 + 2  # three references, two synthesized, two spectrograms
-    local = [link for link in parser.links if not link.startswith("#")]
-    assert set(local) == files
+    # one original, three round trips, two synthesized, three spectrograms
+    assert len(files) == 1 + 3 + 2 + 3
+    media = [link for link in parser.links if not link.startswith("#")]
+    on_disk = sorted(resolve(link, report_dir) for link in media)
+    assert on_disk == sorted((report_dir / f).read_bytes() for f in files)
+    # MLflow's artifact viewer shows the page in a frame where no sibling file resolves: the
+    # page alone, elsewhere, must still find every image and player
+    alone = tmp_path / "viewer"
+    alone.mkdir()
+    shutil.copy(report_dir / "index.html", alone / "index.html")
+    assert sorted(resolve(link, alone) for link in media) == on_disk
+    for link in media:
+        kind = link.split(";", 1)[0]
+        data = resolve(link, alone)
+        assert (kind, data[:4]) in {("data:audio/wav", b"RIFF"), ("data:image/png", b"\x89PNG")}
     anchors = {link[1:] for link in parser.links if link.startswith("#")}
     assert anchors and anchors <= parser.ids
     assert "<b>markup</b>" not in page and "&lt;b&gt;markup&lt;/b&gt;" in page
-    assert not any(link.startswith("/") or "://" in link for link in local)
+
+
+def test_summary_on_top_names_codec_models_and_the_three_rows(report_dir):
+    page = (report_dir / "index.html").read_text()
+    head = page[: page.index("<h2>Utterances</h2>")]
+    assert "codec_weights" in head and "random" in head
+    for label in ("synthesized", "codec round trip", "original recording"):
+        assert f"<td>{label}</td>" in head
+    assert "CER" in head and "DNSMOS OVRL" in head and "speaker similarity" in head
+    assert "ASR: hello there" in page
+    assert "codec_token_accuracy_cb0" not in page[: page.index("<details>")]  # no wide table
 
 
 def test_wavs_are_16_bit_at_the_report_rate_and_clipped(report_dir):
@@ -113,7 +151,7 @@ def test_a_new_report_replaces_the_old_one_and_a_failed_one_keeps_it(tmp_path):
     write_report(target, utterances())
     write_report(target, utterances()[:1])
     assert sorted(p.name for p in (target / "audio").iterdir()) == [
-        "spk1_0001.reference.wav", "spk1_0001.synthesized.wav"]
+        "spk1_0001.original.wav", "spk1_0001.round_trip.wav", "spk1_0001.synthesized.wav"]
     before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
 
     broken = UtteranceEvaluation("bad", "", tone(0.3, 220), np.full(100, np.nan, np.float32))

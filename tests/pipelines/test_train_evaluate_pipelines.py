@@ -89,6 +89,7 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
         assert entry["utterance_id"] in html
     for stage in STAGES:
         assert f"evaluate.{stage}/loss" in run.data.metrics
+    assert "evaluate.original/cer_mean" in run.data.metrics  # the recordings were heard
     assert "evaluate.duration_ratio_mean" in run.data.metrics or any(
         "no_audio" in u["metrics"] for u in report["utterances"])
     client = mlflow.MlflowClient(f"sqlite:///{project_copy}/data/09_tracking/mlflow.db")

@@ -10,6 +10,7 @@ from bark_kedro.tokenizers.codec import (
     load_codec,
 )
 from bark_kedro.tokenizers.frames import CODEC_RATE_HZ, codec_frame_count
+from bark_kedro.tokenizers.mel_codec import MelCodecConfig
 
 SR = 24_000
 
@@ -164,9 +165,10 @@ def test_auto_weights_use_the_cache_when_there(codec, init_audio, tmp_path, capl
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))
     try:
-        with caplog.at_level("WARNING"):
-            auto = load_codec("auto", init_audio=init_audio, kmeans_iters=1)
-        assert auto.weights_source == "random" and "RANDOM weights" in caplog.text
+        small = MelCodecConfig(n_mels=20, n_fft=640, codebook_size=16, kmeans_iters=2)
+        with caplog.at_level("WARNING"):  # no cached weights: the offline mel codec, said so
+            auto = load_codec("auto", init_audio=init_audio, mel=small, kmeans_iters=1)
+        assert auto.weights_source == "mel_rvq" and "mel residual-VQ" in caplog.text
         expected_codec_checkpoint().parent.mkdir(parents=True)
         torch.save(codec.model.state_dict(), expected_codec_checkpoint())
         assert load_codec("auto", kmeans_iters=1).weights_source == "pretrained"

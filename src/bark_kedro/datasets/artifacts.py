@@ -20,7 +20,8 @@ from bark_kedro.atomic_files import (
     store_by_digest,
     temporary_sibling,
 )
-from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.codec import Codec, CodecTokenizer, load_codec_file
+from bark_kedro.tokenizers.mel_codec import MelCodec
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
 
 T = TypeVar("T")
@@ -89,14 +90,15 @@ class SemanticTokenizerDataset(_LocalArtifactDataset[SemanticTokenizer]):
         return SemanticTokenizer.load(path, **self._load_args)
 
 
-class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
-    """A :class:`CodecTokenizer` file (``weights_source`` + EnCodec state dict).
+class CodecModelDataset(_LocalArtifactDataset[Codec]):
+    """A codec file: a :class:`CodecTokenizer` (``weights_source`` + EnCodec state dict) or the
+    offline :class:`MelCodec`.
 
     Stored by content: the bytes go to ``<filepath>.blobs/sha256-<digest>.pt`` once and each
     version's file is a hard link to its blob, so a run that rebuilds the same codec adds a
     version but no second copy of the weights.
 
-    ``load_args`` go to :meth:`CodecTokenizer.from_checkpoint` (e.g. ``device``)::
+    ``load_args`` go to :func:`~bark_kedro.tokenizers.codec.load_codec_file` (e.g. ``device``)::
 
         codec_model:
           type: bark_kedro.datasets.artifacts.CodecModelDataset
@@ -106,12 +108,12 @@ class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
 
     kind = "codec model"
 
-    def _write(self, data: CodecTokenizer, path: Path) -> None:
-        if not isinstance(data, CodecTokenizer):
-            raise DatasetError(f"expected a CodecTokenizer, got {type(data).__name__}")
+    def _write(self, data: Codec, path: Path) -> None:
+        if not isinstance(data, CodecTokenizer | MelCodec):
+            raise DatasetError(f"expected a CodecTokenizer or MelCodec, got {type(data).__name__}")
         data.save(path)
 
-    def save(self, data: CodecTokenizer) -> None:
+    def save(self, data: Codec) -> None:
         path = Path(self._get_save_path().as_posix())
         blob_dir = Path(f"{self._filepath.as_posix()}.blobs")
         blob_dir.mkdir(parents=True, exist_ok=True)
@@ -130,5 +132,5 @@ class CodecModelDataset(_LocalArtifactDataset[CodecTokenizer]):
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _read(self, path: Path) -> CodecTokenizer:
-        return CodecTokenizer.from_checkpoint(path, **self._load_args)
+    def _read(self, path: Path) -> Codec:
+        return load_codec_file(path, **self._load_args)

@@ -1,4 +1,5 @@
-"""Side-by-side log-mel spectrograms of a reference and a synthesized utterance."""
+"""Side-by-side log-mel spectrograms of an utterance: original recording, codec round trip
+(the reference) and synthesized audio."""
 
 from __future__ import annotations
 
@@ -29,25 +30,32 @@ def log_mel_db(audio: np.ndarray, sample_rate: int = CODEC_SAMPLE_RATE,
     return _DB_PER_LOG_AMPLITUDE * log_mel_amplitude(audio, sample_rate, config, name)
 
 
-def spectrogram_figure(ref_audio: np.ndarray, synth_audio: np.ndarray, utterance_id: str,
+def spectrogram_figure(ref_audio: np.ndarray, synth_audio: np.ndarray | None, utterance_id: str,
                        text: str, sample_rate: int = CODEC_SAMPLE_RATE,
-                       config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Figure:
-    """The reference (left) and synthesized (right) log-mel spectrograms as an Agg figure.
+                       config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM,
+                       original_audio: np.ndarray | None = None) -> Figure:
+    """Log-mel spectrograms side by side as an Agg figure: the ``original_audio`` recording
+    (if given), the reference (its codec round trip) and the synthesized audio (if any).
 
-    Both panels share one colour scale, from the louder peak down ``DYNAMIC_RANGE_DB`` (or to
+    All panels share one colour scale, from the loudest peak down ``DYNAMIC_RANGE_DB`` (or to
     the quietest value if that is higher), and the title names the utterance and its text.
     """
     if int(sample_rate) <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-    spectra = {"reference": log_mel_db(ref_audio, sample_rate, config, "ref_audio"),
-               "synthesized": log_mel_db(synth_audio, sample_rate, config, "synth_audio")}
+    spectra = {}
+    if original_audio is not None:
+        spectra["original"] = log_mel_db(original_audio, sample_rate, config, "original_audio")
+    spectra["codec round trip" if original_audio is not None else "reference"] = log_mel_db(
+        ref_audio, sample_rate, config, "ref_audio")
+    if synth_audio is not None:
+        spectra["synthesized"] = log_mel_db(synth_audio, sample_rate, config, "synth_audio")
     vmax = max(float(s.max()) for s in spectra.values())
     vmin = max(vmax - DYNAMIC_RANGE_DB, min(float(s.min()) for s in spectra.values()))
     longest = max(len(s) for s in spectra.values()) * config.hop_length / sample_rate
 
     fig = Figure(figsize=(12, 4), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2, sharey=True)
+    axes = np.atleast_1d(fig.subplots(1, len(spectra), sharey=True))
     for ax, (label, spectrum) in zip(axes, spectra.items(), strict=True):
         seconds = len(spectrum) * config.hop_length / sample_rate
         image = ax.imshow(spectrum.T, origin="lower", aspect="auto", cmap="magma", vmin=vmin,
@@ -63,15 +71,17 @@ def spectrogram_figure(ref_audio: np.ndarray, synth_audio: np.ndarray, utterance
     return fig
 
 
-def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.ndarray,
+def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.ndarray | None,
                       utterance_id: str, text: str, sample_rate: int = CODEC_SAMPLE_RATE,
-                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM) -> Path:
+                      config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM,
+                      original_audio: np.ndarray | None = None) -> Path:
     """Write :func:`spectrogram_figure` as a PNG at ``path`` and return ``path``.
 
     The file is written under a temporary name and renamed, so ``path`` is never half-written.
     """
     path = Path(path)
-    fig = spectrogram_figure(ref_audio, synth_audio, utterance_id, text, sample_rate, config)
+    fig = spectrogram_figure(ref_audio, synth_audio, utterance_id, text, sample_rate, config,
+                             original_audio)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -1,12 +1,17 @@
 """The evaluation report: a folder with ``report.json``, ``index.html``, WAVs and spectrograms.
 
-Layout (all links in the HTML are relative, so the folder opens from disk and can be logged
-as one MLflow artifact directory)::
+Layout (logged as one MLflow artifact directory)::
 
     <report_dir>/index.html
     <report_dir>/report.json
-    <report_dir>/audio/<utterance>.reference.wav, <utterance>.synthesized.wav
+    <report_dir>/audio/<utterance>.{original,round_trip,synthesized}.wav
     <report_dir>/plots/<utterance>.png
+
+``index.html`` embeds its images and players as ``data:`` URIs (the same bytes as the files),
+so it renders whole from disk and inside MLflow's artifact viewer, whose preview frame
+resolves no relative link. The page opens with a summary: codec and weights, the models that
+heard the audio, and one row per role (synthesized / codec round trip / original) of CER, WER,
+speaker similarity and DNSMOS.
 
 The folder is built under a temporary name beside ``report_dir`` and renamed into place, so a
 crash never leaves a half-written report (an older report there stays until the new one is
@@ -15,6 +20,7 @@ complete).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -27,7 +33,6 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -41,17 +46,29 @@ from bark_kedro.tokenizers._checks import mono_float32
 from bark_kedro.tokenizers.frames import CODEC_SAMPLE_RATE
 
 _PER_CODEBOOK = re.compile(r"_cb\d+$")
+ROLE_LABELS = {"synthesized": "synthesized", "round_trip": "codec round trip",
+               "original": "original recording"}
+SUMMARY_METRICS = ("cer", "wer", "speaker_similarity", "dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl")
+# the per-utterance table keeps to these columns (all metrics stay in report.json)
+TABLE_METRICS = ("synthesized/cer", "round_trip/cer", "original/cer", "synthesized/wer",
+                 "synthesized/speaker_similarity", "synthesized/dnsmos_ovrl", "duration_ratio",
+                 "mcd_db", "codec_token_accuracy")
+SUMMARY_FACTS = ("codec", "codec_weights", "asr", "speaker", "mos", "hearing", "left_out")
 
 
 @dataclass(frozen=True)
 class UtteranceEvaluation:
-    """One held-out utterance: its text, the two waveforms (None if missing) and its metrics."""
+    """One held-out utterance: its text, the waveforms (None if missing: ``ref_audio`` is the
+    recording's codec round trip, ``original_audio`` the recording), its metrics and the ASR
+    transcript of each waveform (by role: synthesized, round_trip, original)."""
 
     utterance_id: str
     text: str
     ref_audio: np.ndarray | None
     synth_audio: np.ndarray | None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    original_audio: np.ndarray | None = None
+    transcripts: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluation],
@@ -75,7 +92,8 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
     if duplicates:
         raise ValueError(f"utterances has duplicate utterance_id values: {duplicates}")
     for u in utterances:  # check every input before writing anything
-        for role, audio in (("ref_audio", u.ref_audio), ("synth_audio", u.synth_audio)):
+        for role, audio in (("ref_audio", u.ref_audio), ("synth_audio", u.synth_audio),
+                            ("original_audio", u.original_audio)):
             if audio is not None:
                 mono_float32(audio, f"{role} of utterance {u.utterance_id!r}")
     report_dir = Path(report_dir)
@@ -98,7 +116,7 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
         report = _json_safe(report)
         (tmp / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n",
                                          encoding="utf-8")
-        (tmp / "index.html").write_text(render_html(report), encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(report, tmp), encoding="utf-8")
         for written in tmp.rglob("*"):  # temp files are private (0600); a report is for reading
             os.chmod(written, 0o755 if written.is_dir() else 0o644)
         _replace_dir(tmp, report_dir)
@@ -120,20 +138,23 @@ def _write_utterance_files(root: Path, utterance: UtteranceEvaluation,
                            sample_rate: int) -> dict[str, Any]:
     stem = safe_file_stem(utterance.utterance_id)
     files: dict[str, str] = {}
-    for role, audio in (("reference", utterance.ref_audio),
+    for role, audio in (("original", utterance.original_audio),
+                        ("round_trip", utterance.ref_audio),
                         ("synthesized", utterance.synth_audio)):
         if audio is not None:
             relative = f"audio/{stem}.{role}.wav"
             write_audio_atomic(root / relative, np.clip(mono_float32(audio), -1.0, 1.0),
                                sample_rate, subtype="PCM_16")
             files[f"{role}_wav"] = relative
-    if utterance.ref_audio is not None and utterance.synth_audio is not None:
+    if utterance.ref_audio is not None:
         relative = f"plots/{stem}.png"
         plot_spectrograms(root / relative, utterance.ref_audio, utterance.synth_audio,
-                          utterance.utterance_id, utterance.text, sample_rate)
+                          utterance.utterance_id, utterance.text, sample_rate,
+                          original_audio=utterance.original_audio)
         files["spectrogram"] = relative
     return {"utterance_id": utterance.utterance_id, "anchor": f"utt-{stem}",
-            "text": utterance.text, "metrics": dict(utterance.metrics), "files": files}
+            "text": utterance.text, "metrics": dict(utterance.metrics),
+            "transcripts": dict(utterance.transcripts), "files": files}
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -171,58 +192,93 @@ def _json_safe(value: Any) -> Any:
 # -- HTML ------------------------------------------------------------------------------------
 
 _STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; max-width: 80em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
+body { font-family: system-ui, sans-serif; margin: 1em auto; max-width: 78em; padding: 0 1em;
+       color: #222; font-size: 15px; }
+table { border-collapse: collapse; margin: 0.4em 0 1em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-section { border-top: 1px solid #ddd; padding-top: 0.5em; margin-top: 1.5em; }
-.players { display: flex; gap: 2em; flex-wrap: wrap; }
-figure { margin: 0.5em 0; }
-img { max-width: 100%; }
+.wide { overflow-x: auto; max-width: 100%; }
+section { border-top: 1px solid #ddd; padding-top: 0.4em; margin-top: 1em; }
+.players { display: flex; gap: 1.5em; flex-wrap: wrap; }
+figure { margin: 0.3em 0; }
+audio { width: 22em; max-width: 100%; }
+img { max-width: 100%; height: auto; }
+.transcript { color: #555; font-size: 0.9em; margin: 0.1em 0; }
+details { margin: 0.5em 0; }
 """
+_MIME = {".wav": "audio/wav", ".png": "image/png"}
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """The self-contained HTML page of a report dict (as written to ``report.json``)."""
+def render_html(report: Mapping[str, Any], root: str | Path) -> str:
+    """The self-contained HTML page of a report dict (as written to ``report.json``); the WAVs
+    and PNGs it names, under ``root``, are embedded as ``data:`` URIs."""
+    root = Path(root)
     utterances = report["utterances"]
-    columns = list(dict.fromkeys(
-        k for u in utterances for k in u["metrics"] if not _PER_CODEBOOK.search(k)))
+    present = {k for u in utterances for k in u["metrics"]}
+    columns = [c for c in TABLE_METRICS if c in present]
     rows = [[_cell(f'<a href="#{escape(u["anchor"])}">{escape(u["utterance_id"])}</a>')]
             + [_number_cell(u["metrics"].get(c)) for c in columns] for u in utterances]
+    run = report["run"]
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(report['title'])}</title>", f"<style>{_STYLE}</style>", "</head>",
         "<body>", f"<h1>{escape(report['title'])}</h1>",
-        f"<p>Created {escape(report['created_utc'])}; audio at {report['sample_rate']} Hz.</p>",
-        "<h2>Run</h2>", _key_value_table(flatten(report["run"], sep="/")),
-        "<h2>Summary over utterances</h2>", _summary_table(report["summary"]),
+        f"<p>Created {escape(report['created_utc'])}; audio at {report['sample_rate']} Hz; "
+        f"{int(report['summary'].get('n_utterances') or 0)} held-out utterances.</p>",
+        _key_value_table({k: run[k] for k in SUMMARY_FACTS if k in run}),
+        "<h2>What the models produce, heard</h2>", _roles_table(report["summary"]),
+        "<h2>Utterances</h2>", f'<div class="wide">{_table(["utterance"] + columns, rows)}</div>',
+    ]
+    parts += [_utterance_section(u, root) for u in utterances]
+    parts += [
         "<h2>Held-out teacher-forced metrics per stage</h2>",
         _key_value_table(flatten(report["stage_metrics"], sep="/")),
-        "<h2>Utterances</h2>", _table(["utterance"] + columns, rows),
+        "<details><summary>All summary metrics</summary>", _summary_table(report["summary"]),
+        "</details>",
+        "<details><summary>Run</summary>", _key_value_table(flatten(run, sep="/")), "</details>",
+        "</body>", "</html>", "",
     ]
-    parts += [_utterance_section(u) for u in utterances]
-    parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
 
 
-def _utterance_section(entry: Mapping[str, Any]) -> str:
+def _data_uri(root: Path, relative: str) -> str:
+    payload = base64.b64encode((root / relative).read_bytes()).decode("ascii")
+    return f"data:{_MIME[Path(relative).suffix]};base64,{payload}"
+
+
+def _roles_table(summary: Mapping[str, Any]) -> str:
+    """One row per role, the means of the heard metrics."""
+    rows = [[_cell(escape(label))] + [_number_cell(summary.get(f"{role}/{m}_mean"))
+                                      for m in SUMMARY_METRICS]
+            for role, label in ROLE_LABELS.items()
+            if any(f"{role}/{m}_mean" in summary for m in SUMMARY_METRICS)]
+    if not rows:
+        return "<p>(not heard: evaluate.hearing is disabled)</p>"
+    header = ["audio", "CER", "WER", "speaker similarity", "DNSMOS SIG", "DNSMOS BAK",
+              "DNSMOS OVRL"]
+    return _table(header, rows)
+
+
+def _utterance_section(entry: Mapping[str, Any], root: Path) -> str:
     files = entry["files"]
     players = []
-    for role in ("reference", "synthesized"):
+    for role, label in (("original", "original recording"), ("round_trip", "codec round trip"),
+                        ("synthesized", "synthesized")):
         src = files.get(f"{role}_wav")
-        player = (f'<audio controls preload="none" src="{escape(quote(src))}"></audio>'
+        player = (f'<audio controls preload="none" src="{_data_uri(root, src)}"></audio>'
                   if src else "<p>(no audio)</p>")
-        players.append(f"<figure><figcaption>{role}</figcaption>{player}</figure>")
-    image = (f'<img src="{escape(quote(files["spectrogram"]))}" '
+        heard = entry.get("transcripts", {}).get(role)
+        transcript = (f'<p class="transcript">ASR: {escape(heard) or "(nothing)"}</p>'
+                      if heard is not None else "")
+        players.append(f"<figure><figcaption>{label}</figcaption>{player}{transcript}</figure>")
+    image = (f'<img src="{_data_uri(root, files["spectrogram"])}" '
              f'alt="log-mel spectrograms of {escape(entry["utterance_id"])}">'
              if "spectrogram" in files else "")
-    per_codebook = {k: v for k, v in entry["metrics"].items() if _PER_CODEBOOK.search(k)}
     return "\n".join([
         f'<section id="{escape(entry["anchor"])}">',
         f"<h3>{escape(entry['utterance_id'])}</h3>",
         f"<p>{escape(entry['text'])}</p>",
-        _table(list(per_codebook), [[_number_cell(v) for v in per_codebook.values()]])
-        if per_codebook else "",
         f'<div class="players">{"".join(players)}</div>',
         image, "</section>",
     ])

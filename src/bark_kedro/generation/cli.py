@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--text-tokenizer", type=Path, required=True,
                      help="text tokenizer JSON (TextTokenizer.to_dict)")
     tok.add_argument("--codec", type=Path, required=True,
-                     help="codec file written by CodecTokenizer.save (or EnCodec .th weights)")
+                     help="codec file written by CodecTokenizer.save / MelCodec.save (or EnCodec .th weights)")
     tok.add_argument("--semantic-tokenizer", type=Path,
                      help="for --clone: a SemanticTokenizer.save directory, or a Bark-compatible "
                           "quantizer (quantifier_hubert_base_ls960*.pth), which official Bark "
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> Path:
     from bark_kedro.audio.io import write_audio_atomic
     from bark_kedro.generation.synthesis import SAMPLE_RATE, Synthesizer
     from bark_kedro.generation.voice import save_voice_prompt
-    from bark_kedro.tokenizers.codec import CodecTokenizer
+    from bark_kedro.tokenizers.codec import load_codec_file
 
     if (args.text is None) == (args.text_file is None):
         raise ValueError("give the text either as an argument or with --text-file")
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> Path:
         from bark_kedro.generation.windows import fit_windows
 
         config = fit_windows(config, models[1].config, models[2].config)
-    codec = CodecTokenizer.from_checkpoint(args.codec)
+    codec = load_codec_file(args.codec)
     synthesizer = Synthesizer(*models, load_text_tokenizer(args.text_tokenizer), codec, config,
                               weights_dtype=jnp.bfloat16 if args.bfloat16 else None)
     voice = _voice(args, synthesizer)

@@ -2,10 +2,11 @@
 
 Weights come from torch hub's cache (``pretrained``, never downloaded), a state-dict file
 (``local``) or are ``random``: a randomly initialised model whose codebooks are initialised by
-EnCodec's own k-means on training audio. Random weights are a stand-in for offline runs only;
-``weights_source`` says which one a tokenizer uses so that callers can flag it. ``auto`` (in
-:func:`load_codec`) takes the pretrained weights when they are cached, else random ones, and
-logs which.
+EnCodec's own k-means on training audio. Random weights are a stand-in that says nothing about speech; they
+are used only when asked for. ``weights_source`` says which one a tokenizer uses so that callers
+can flag it. ``auto`` (in :func:`load_codec`) takes the pretrained weights when they are cached,
+else the offline mel codec (:mod:`bark_kedro.tokenizers.mel_codec`, same token layout), and
+logs which. :func:`load_codec_file` reads either codec's saved file.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from bark_kedro.tokenizers.codec_encoder import (
     worker_groups,
 )
 from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE
+from bark_kedro.tokenizers.mel_codec import CODEC_KIND as MEL_CODEC_KIND
+from bark_kedro.tokenizers.mel_codec import MelCodec, MelCodecConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ CHECKPOINT_URL = f"https://dl.fbaipublicfiles.com/encodec/v0/{CHECKPOINT_NAME}"
 BANDWIDTH = 6.0
 CODEBOOK_SIZE = 1024
 WEIGHT_SOURCES = ("pretrained", "local", "random")
-WEIGHT_MODES = ("auto", *WEIGHT_SOURCES)
+WEIGHT_MODES = ("auto", *WEIGHT_SOURCES, "mel")
 
 
 def expected_codec_checkpoint() -> Path:
@@ -103,6 +106,8 @@ class CodecTokenizer:
     :mod:`bark_kedro.tokenizers.codec_encoder`); ``cpu_workers=0`` runs padded batches through
     the whole model instead, as on GPUs.
     """
+
+    codec_kind = "encodec"
 
     def __init__(self, model: EncodecModel, weights_source: str, bandwidth: float = BANDWIDTH,
                  device: str = "cpu", batch_size: int = 16, max_batch_seconds: float | None = None,
@@ -282,22 +287,21 @@ def _load_state_file(path: str | Path) -> object:
                          f"torch.load failed with {type(err).__name__}: {err}") from err
 
 
-def load_codec(weights: str = "random", checkpoint: str | Path | None = None,
-               init_audio: Sequence[np.ndarray] | None = None, **options) -> CodecTokenizer:
+Codec = CodecTokenizer | MelCodec
+
+
+def load_codec(weights: str = "auto", checkpoint: str | Path | None = None,
+               init_audio: Sequence[np.ndarray] | None = None,
+               mel: MelCodecConfig | None = None, **options) -> Codec:
     """``weights``: 'pretrained' (torch hub cache), 'local' (``checkpoint``), 'random'
-    (needs ``init_audio``; options ``seed``, ``kmeans_iters``, ``max_init_frames``) or 'auto'
-    (pretrained when cached, else random; logged); the other options (``device``,
-    ``batch_size``, ...) go to :class:`CodecTokenizer`."""
+    (needs ``init_audio``; options ``seed``, ``kmeans_iters``, ``max_init_frames``), 'mel' (the
+    offline mel codec with config ``mel``, fitted on ``init_audio``) or 'auto' (pretrained
+    when cached, else 'mel'; logged); the other options (``device``, ``batch_size``, ...) go to
+    :class:`CodecTokenizer`."""
     random_options = ("seed", "kmeans_iters", "max_init_frames")
-    if weights == "auto":
-        if expected_codec_checkpoint().is_file():
-            logger.info("codec weights 'auto': using the pretrained EnCodec weights in %s",
-                        expected_codec_checkpoint())
-            weights = "pretrained"
-        else:
-            logger.warning("codec weights 'auto': no pretrained EnCodec weights at %s, so the "
-                           "codec gets RANDOM weights", expected_codec_checkpoint())
-            weights = "random"
+    weights = resolve_weights(weights)
+    if weights == "mel":
+        return MelCodec.fit(init_audio, mel, progress=True)
     if weights != "random":
         options = {k: v for k, v in options.items() if k not in random_options}
     if weights == "pretrained":
@@ -307,5 +311,44 @@ def load_codec(weights: str = "random", checkpoint: str | Path | None = None,
             raise ValueError("weights='local' needs a checkpoint path")
         return CodecTokenizer.from_checkpoint(checkpoint, **options)
     if weights == "random":
+        logger.warning("codec weights 'random' (asked for): EnCodec with RANDOM weights; its "
+                       "audio is not speech and its MCD / codec-token accuracy say nothing")
         return CodecTokenizer.random(init_audio, **options)
     raise ValueError(f"weights must be one of {WEIGHT_MODES}, got {weights!r}")
+
+
+def resolve_weights(weights: str, log: bool = True) -> str:
+    """``weights`` with 'auto' resolved (logged): 'pretrained' when EnCodec's weights are in
+    torch hub's cache, else 'mel' (the offline mel codec)."""
+    if weights != "auto":
+        return weights
+    if expected_codec_checkpoint().is_file():
+        if log:
+            logger.info("codec weights 'auto': using the pretrained EnCodec weights in %s",
+                    expected_codec_checkpoint())
+        return "pretrained"
+    if log:
+        logger.warning("codec weights 'auto': no pretrained EnCodec weights at %s, so the codec "
+                       "is the offline mel residual-VQ codec (fitted on the train split, "
+                       "Griffin-Lim decoder): speech-like, not EnCodec",
+                       expected_codec_checkpoint())
+    return "mel"
+
+
+def load_codec_file(path: str | Path, **options) -> Codec:
+    """The codec in a saved ``codec_model`` file: a :class:`MelCodec` (its own format) or an
+    EnCodec state dict (:meth:`CodecTokenizer.from_checkpoint`); ``options`` go to the loader
+    (``device`` for both)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"codec file {str(path)!r} does not exist")
+    state = _load_state_file(path)
+    if isinstance(state, dict) and state.get("codec") == MEL_CODEC_KIND:
+        return MelCodec.from_state(state, repr(str(path)), **options)
+    return CodecTokenizer.from_checkpoint(path, **options)
+
+
+def codec_description(codec: Codec) -> str:
+    """One line naming the codec and its weights (for logs and reports)."""
+    if isinstance(codec, MelCodec):
+        return codec.describe()
+    return f"EnCodec 24 kHz, {BANDWIDTH:g} kbps, {codec.weights_source} weights"

@@ -7,19 +7,20 @@ raises a ValueError naming the field.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bark_kedro.tokenizers.bark_semantic import BarkHubertQuantizer
-from bark_kedro.tokenizers.codec import WEIGHT_MODES, CodecTokenizer, load_codec
+from bark_kedro.tokenizers.codec import WEIGHT_MODES, Codec, load_codec, resolve_weights
 from bark_kedro.tokenizers.features import (
     FEATURE_KINDS,
     build_feature_extractor,
     expected_ssl_checkpoint,
 )
+from bark_kedro.tokenizers.mel_codec import MelCodecConfig
 from bark_kedro.tokenizers.semantic import QUANTIZER_KINDS, SemanticTokenizer
 from bark_kedro.tokenizers.text import TEXT_TOKENIZER_KINDS, TextTokenizer, build_text_tokenizer
 
@@ -144,9 +145,11 @@ class SemanticConfig:
 
 @dataclass(frozen=True)
 class CodecConfig:
-    """EnCodec weights: ``auto`` (pretrained if in torch hub's cache, else random),
-    ``pretrained``, ``random`` (codebooks k-means-initialised on at most ``max_init_frames``
-    frames of training audio, ``kmeans_iters`` iterations), ``local`` with ``checkpoint``, or a
+    """Codec and weights: ``auto`` (pretrained EnCodec if in torch hub's cache, else the
+    offline mel codec), ``pretrained``, ``mel`` (the mel residual-VQ codec, settings ``mel``,
+    fitted on the train split), ``random`` (EnCodec with random weights, codebooks
+    k-means-initialised on at most ``max_init_frames`` frames of training audio,
+    ``kmeans_iters`` iterations: only when asked for), ``local`` with ``checkpoint``, or a
     checkpoint path itself. Encoding: see :class:`CodecTokenizer`; ``group_seconds`` of audio
     are read into memory at a time."""
 
@@ -161,10 +164,13 @@ class CodecConfig:
     kmeans_iters: int = 50
     max_init_frames: int = 8192
     group_seconds: float = 600.0
+    mel: MelCodecConfig = field(default_factory=MelCodecConfig)
 
     def __post_init__(self) -> None:
         _positive(self, "batch_size", "max_batch_seconds", "max_chunk_seconds", "kmeans_iters",
                   "max_init_frames", "group_seconds")
+        if isinstance(self.mel, dict):
+            object.__setattr__(self, "mel", MelCodecConfig(**self.mel))
         if self.cpu_workers is not None and self.cpu_workers < 0:
             _fail(self, "cpu_workers", "must be >= 0 (0: padded batches) or null (one per core)")
         if self.weights == "local" and not self.checkpoint:
@@ -173,12 +179,22 @@ class CodecConfig:
             _fail(self, "weights", f"must be one of {list(WEIGHT_MODES)} or the path of an "
                                    f"existing EnCodec checkpoint")
 
-    def build(self, init_audio: Sequence[np.ndarray] | None = None) -> CodecTokenizer:
-        """The codec tokenizer; ``init_audio`` (24 kHz training clips) for random weights."""
-        weights, checkpoint = self.weights, self.checkpoint
-        if weights not in WEIGHT_MODES:
-            weights, checkpoint = "local", weights
-        return load_codec(weights, checkpoint, init_audio, device=self.device,
+    def resolved_weights(self, log: bool = False) -> str:
+        """``weights`` with ``auto`` resolved and a checkpoint path given as ``local``."""
+        return resolve_weights(self.weights, log) if self.weights in WEIGHT_MODES else "local"
+
+    def train_frames_needed(self) -> int:
+        """Codec frames of training audio the codec is fitted on (0: it needs none)."""
+        return {"mel": self.mel.max_fit_frames,
+                "random": self.max_init_frames}.get(self.resolved_weights(), 0)
+
+    def build(self, init_audio: Sequence[np.ndarray] | None = None) -> Codec:
+        """The codec; ``init_audio`` (24 kHz training clips) for the mel codec and random
+        EnCodec weights."""
+        weights, checkpoint = self.resolved_weights(log=True), self.checkpoint
+        if self.weights not in WEIGHT_MODES:
+            checkpoint = self.weights
+        return load_codec(weights, checkpoint, init_audio, mel=self.mel, device=self.device,
                           batch_size=self.batch_size, max_batch_seconds=self.max_batch_seconds,
                           max_chunk_seconds=self.max_chunk_seconds,
                           cpu_workers=self.cpu_workers, seed=self.seed,

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from bark_kedro.audio.io import load_audio
-from bark_kedro.tokenizers.codec import CodecTokenizer, expected_codec_checkpoint
+from bark_kedro.tokenizers.codec import Codec, CodecTokenizer, codec_description
 from bark_kedro.tokenizers.codec_encoder import intra_op_threads
 from bark_kedro.tokenizers.config import CodecConfig, SemanticConfig, TextConfig
 from bark_kedro.tokenizers.frames import (
@@ -275,18 +275,17 @@ def codec_init_audio(utterances: pd.DataFrame, max_frames: int, seed: int = 0) -
     return clips
 
 
-def build_codec(utterances: pd.DataFrame, config: CodecConfig) -> CodecTokenizer:
-    """The codec of ``config``; random weights are initialised on train-split audio."""
-    init_audio = None
-    cached = expected_codec_checkpoint().is_file()
-    if config.weights == "random" or (config.weights == "auto" and not cached):
-        init_audio = codec_init_audio(utterances, config.max_init_frames, config.seed)
+def build_codec(utterances: pd.DataFrame, config: CodecConfig) -> Codec:
+    """The codec of ``config``; the mel codec and random EnCodec weights are fitted on
+    train-split audio."""
+    frames = config.train_frames_needed()
+    init_audio = codec_init_audio(utterances, frames, config.seed) if frames else None
     codec = config.build(init_audio)
     if codec.weights_source == "random":
         logger.warning("codec_weights=random: codec tokens come from an EnCodec with RANDOM "
                        "weights (offline stand-in); they do not match the official codec")
     else:
-        logger.info("codec_weights=%s", codec.weights_source)
+        logger.info("codec_weights=%s: %s", codec.weights_source, codec_description(codec))
     return codec
 
 

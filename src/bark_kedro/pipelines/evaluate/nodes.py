@@ -8,13 +8,14 @@ import pandas as pd
 
 from bark_kedro.evaluation.audio_metrics import summarize
 from bark_kedro.evaluation.end_to_end import heldout_targets, stage_metrics, synthesize_heldout
+from bark_kedro.evaluation.hearing import Listener, drop_codec_dependent, listen_to_heldout
 from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics
 from bark_kedro.pipelines.evaluate.params import EvaluateParams
 from bark_kedro.pipelines.synthesize.nodes import make_synthesizer
 from bark_kedro.pipelines.synthesize.params import GenerationParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
 from bark_kedro.pipelines.train.params import TrainStageParams
-from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.codec import CodecTokenizer, codec_description
 
 
 def teacher_forced_metrics(
@@ -61,14 +62,34 @@ def synthesize_heldout_utterances(
                               voice=params.voice, seed=params.seed)
 
 
+def hear_heldout_utterances(
+    evaluations: list[UtteranceEvaluation],
+    utterances: pd.DataFrame,
+    params: EvaluateParams,
+) -> tuple[list[UtteranceEvaluation], dict[str, str]]:
+    """ASR / speaker / MOS metrics of the synthesized audio, its codec round trip and the
+    original recording of each held-out utterance; and the names of the models that heard."""
+    if not params.hearing.enabled:
+        return evaluations, {"hearing": "disabled (evaluate.hearing.enabled: false)"}
+    listener = Listener(params.hearing)
+    return listen_to_heldout(evaluations, utterances, listener), listener.models()
+
+
 def evaluation_report(
     evaluations: list[UtteranceEvaluation],
     teacher_forced: dict[str, dict[str, float]],
     codec_model: CodecTokenizer,
+    hearing_models: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The report folder's content and the MLflow metrics (same names in every run)."""
-    run_facts = {"codec_weights": codec_model.weights_source,
-                 "n_utterances": len(evaluations)}
+    """The report folder's content and the MLflow metrics (same names in every run). Through
+    a random-weight EnCodec, MCD and codec-token accuracy are left out (they measure nothing)."""
+    run_facts = {"codec": codec_description(codec_model),
+                 "codec_weights": codec_model.weights_source,
+                 **hearing_models, "n_utterances": len(evaluations)}
+    if codec_model.weights_source == "random":
+        evaluations = drop_codec_dependent(evaluations)
+        run_facts["left_out"] = ("mcd_db, codec_token_accuracy: a random-weight codec decodes "
+                                 "every utterance to the same sound")
     report = {"utterances": evaluations, "stage_metrics": teacher_forced, "run_facts": run_facts}
     summary = summarize([u.metrics for u in evaluations])
     metrics = report_metrics({"summary": summary, "stage_metrics": teacher_forced})

@@ -2,7 +2,12 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import evaluation_report, synthesize_heldout_utterances, teacher_forced_metrics
+from .nodes import (
+    evaluation_report,
+    hear_heldout_utterances,
+    synthesize_heldout_utterances,
+    teacher_forced_metrics,
+)
 
 MODELS = ["semantic_model", "coarse_model", "fine_model"]
 TOKENS = ["text_tokens", "semantic_tokens", "codec_tokens"]
@@ -29,8 +34,15 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="synthesize_heldout",
             ),
             node(
+                hear_heldout_utterances,
+                inputs=["heldout_synthesis", "utterances", "params:evaluate"],
+                outputs=["heldout_heard", "hearing_models"],
+                name="hear_heldout",
+            ),
+            node(
                 evaluation_report,
-                inputs=["heldout_synthesis", "teacher_forced_metrics", "codec_model"],
+                inputs=["heldout_heard", "teacher_forced_metrics", "codec_model",
+                        "hearing_models"],
                 outputs=["evaluation_report", "evaluation_metrics"],
                 name="evaluation_report",
             ),
