@@ -2,11 +2,17 @@
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
-from bark_kedro.hooks import MultiHostHooks, RunTrackingHooks
+# Kedro calls OmegaConf's deprecated `register_new_resolver` once per config load; the notice
+# is Kedro's to act on, not the project's.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
-HOOKS = (MultiHostHooks(), RunTrackingHooks())
+from bark_kedro.hooks import MlflowRunHook, MultiHostHooks, RunTrackingHooks  # noqa: E402
+
+# Called last to first: kedro-mlflow's run (MlflowRunHook) starts before the project's records.
+HOOKS = (MultiHostHooks(), RunTrackingHooks(), MlflowRunHook())
 
 # Environment variables that give a process's rank on a multi-host run.
 _RANK_VARIABLES = ("JAX_PROCESS_ID", "TPU_WORKER_ID", "CLOUD_TPU_TASK_ID", "SLURM_PROCID",
@@ -29,7 +35,8 @@ def _tracking_store(default: str) -> str:
 
 
 # kedro-telemetry is installed by kedro-viz; the project's `.telemetry` file says no.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+# kedro-mlflow's hook is registered above as `MlflowRunHook` (the project's records).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro-mlflow")
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
