@@ -256,7 +256,7 @@ class RunTrackingHooks:
         dataset = self._dataset(dataset_name)
         if not isinstance(dataset, ModelDirectoryDataset) or mlflow.active_run() is None:
             return
-        directory = Path(dataset._get_save_path().as_posix())
+        directory = Path(_saved_path(dataset).as_posix())
         summary = (data[1] if isinstance(data, tuple) else {}).get("summary", {})
         metadata = {
             "config": json_safe(getattr(data[0] if isinstance(data, tuple) else data,
@@ -275,12 +275,17 @@ class RunTrackingHooks:
         layer = ((getattr(dataset, "metadata", None) or {}).get("kedro-viz") or {}).get("layer")
         if layer not in ("models", "model_output", "reporting"):
             return
-        if isinstance(dataset, AbstractVersionedDataset):
-            path = dataset._get_save_path()
+        if isinstance(dataset, AbstractVersionedDataset) and dataset.resolve_save_version():
+            path = _saved_path(dataset)
         else:
             path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
         if path is not None:
             logger.info("%s -> %s", dataset_name, Path(str(path)).as_posix())
+
+
+def _saved_path(dataset: AbstractVersionedDataset) -> Any:
+    """Where a versioned dataset just wrote its save version."""
+    return dataset._get_versioned_path(dataset.resolve_save_version())
 
 
 def json_safe(config: Any) -> Any:

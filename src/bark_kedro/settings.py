@@ -1,5 +1,6 @@
 """Project settings (https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import logging
 import os
 import tempfile
 import warnings
@@ -8,6 +9,8 @@ from pathlib import Path
 # Kedro calls OmegaConf's deprecated `register_new_resolver` once per config load; the notice
 # is Kedro's to act on, not the project's.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+# kedro-mlflow's own pipeline model has an untyped `predict`; MLflow warns when it is imported.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
 from bark_kedro.hooks import MlflowRunHook, MultiHostHooks, RunTrackingHooks  # noqa: E402
 
@@ -36,7 +39,9 @@ def _tracking_store(default: str) -> str:
 
 # kedro-telemetry is installed by kedro-viz; the project's `.telemetry` file says no.
 # kedro-mlflow's hook is registered above as `MlflowRunHook` (the project's records).
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro-mlflow")
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro_mlflow")
+# kedro-mlflow sets its logger to INFO when imported; its level comes from conf/logging.yml.
+logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

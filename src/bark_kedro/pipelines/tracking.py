@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,8 @@ class SectionMetricsDataset(MlflowMetricsHistoryDataset):
             return metric_key(stage, f"{self._stage_label}_{name}" if self._stage_label else name)
         return metric_key(self._section, key)
 
-    def save(self, data: dict[str, Any]) -> None:
-        super().save({self._name(key): value for key, value in data.items()})
+    def _build_args_list_from_metric_item(self, key: str, value: Any) -> Any:
+        return super()._build_args_list_from_metric_item(self._name(key), value)
 
     def _describe(self) -> dict[str, Any]:
         return {**super()._describe(), "section": self._section}
@@ -101,11 +102,14 @@ def run_name(pipeline: str, overrides: Mapping[str, Any], fingerprint: str) -> s
 
 def log_dataset_input(name: str, source: str, version: str, context: str) -> None:
     """Record a versioned catalog entry as an MLflow dataset input of the active run."""
-    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
     digest = hashlib.sha256(f"{source}@{version}".encode()).hexdigest()[:10]
-    dataset = MetaDataset(FileSystemDatasetSource(source), name=name, digest=digest)
+    with warnings.catch_warnings():  # a local path matches two registered source kinds
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways")
+        resolved = resolve_dataset_source(source)
+    dataset = MetaDataset(resolved, name=name, digest=digest)
     mlflow.log_input(dataset, context=context, tags={"version": version})
 
 
