@@ -2,9 +2,11 @@
 
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 # Kedro calls OmegaConf's deprecated `register_new_resolver` once per config load; the notice
 # is Kedro's to act on, not the project's.
@@ -42,6 +44,24 @@ def _tracking_store(default: str) -> str:
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro_mlflow")
 # kedro-mlflow sets its logger to INFO when imported; its level comes from conf/logging.yml.
 logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
+# MLflow logs its store's table creation and migrations at INFO on its own handler.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _short_parameter_errors(previous: Any) -> Any:
+    """An excepthook printing a parameter validation error as its message, not a traceback
+    (the parameters are checked before any node runs; the message names the key)."""
+
+    def excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+        if kind.__name__ == "ParameterValidationError":
+            sys.stderr.write(f"{kind.__name__}: {error}\n")
+            return
+        previous(kind, error, traceback)
+
+    return excepthook
+
+
+sys.excepthook = _short_parameter_errors(sys.excepthook)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
