@@ -139,7 +139,7 @@ def register_stage_model(
 
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=OrbaxStageModel(),
+        python_model=str(Path(__file__).with_name("mlflow_stage_model.py")),
         artifacts={"orbax": str(directory)},
         metadata=dict(metadata),
         registered_model_name=registered_name,
