@@ -81,8 +81,20 @@ class MultiHostHooks:
 # MLflow's experiment kind: the UI opens a model-training experiment on its runs
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # Device facts each training stage reports; recorded once as ``device.<key>``.
-DEVICE_TAG_KEYS = ("platform", "device_kind", "device_count", "local_device_count",
-                   "process_count", "process_index", "jax_version", "mesh_shape")
+DEVICE_TAG_KEYS = ("platform", "device_kind", "device_count", "process_count", "mesh_shape",
+                   "jax_version")
+# Device facts that say nothing on the process that logs (process 0, all its devices).
+DROPPED_DEVICE_TAG_KEYS = ("local_device_count", "process_index")
+# Fields of a stage's `data` parameters that only another stage reads (training.StageDataConfig);
+# the history settings also shape the coarse and fine voice prompts, so they stay everywhere.
+OTHER_STAGES_DATA = {
+    "semantic": ("semantic_window", "max_coarse_history", "sliding_window_len",
+                 "loss_on_history", "semantic_rate_hz", "coarse_rate_hz", "n_codes_given",
+                 "window", "codebooks"),
+    "coarse": ("truncate_text", "n_codes_given", "window", "codebooks"),
+    "fine": ("truncate_text", "semantic_window", "max_coarse_history", "sliding_window_len",
+             "loss_on_history", "semantic_rate_hz", "coarse_rate_hz"),
+}
 
 
 def _is_parameter(name: str) -> bool:
@@ -107,7 +119,15 @@ def pipeline_parameters(pipeline: Any, catalog: Any) -> dict[str, Any]:
             flat[key] = value
         else:
             flat.update(flatten(as_dict, f"{key}."))
-    return {key: value for key, value in flat.items() if value is not None}
+    return {key: value for key, value in flat.items()
+            if value is not None and not _belongs_to_another_stage(key)}
+
+
+def _belongs_to_another_stage(key: str) -> bool:
+    """``train_fine.data.semantic_window``: a coarse setting in the fine stage's parameters."""
+    head, _, rest = key.partition(".data.")
+    stage = head.removeprefix("train_")
+    return head.startswith("train_") and rest in OTHER_STAGES_DATA.get(stage, ())
 
 
 class MlflowRunHook(MlflowHook):
@@ -154,6 +174,9 @@ def merge_device_tags(run_id: str) -> None:
             continue
         client.set_tag(run_id, f"device.{key}", next(iter(per_stage.values())))
         for name in per_stage:
+            client.delete_tag(run_id, name)
+    for name in tags:
+        if name.startswith("train_") and name.rpartition(".")[2] in DROPPED_DEVICE_TAG_KEYS:
             client.delete_tag(run_id, name)
 
 

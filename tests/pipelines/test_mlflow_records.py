@@ -56,6 +56,9 @@ def test_a_training_run_reads_well_in_mlflow(project_copy: Path) -> None:
     assert all(key.startswith("train_coarse.") for key in params), sorted(params)
     assert "train_coarse" not in params
     assert not any("Config(" in value for value in params.values())
+    assert "train_coarse.data.semantic_window" not in params  # None: sized from the model
+    assert "train_coarse.data.max_buckets" in params
+    assert not {"train_coarse.data.n_codes_given", "train_coarse.data.codebooks"} & set(params)
 
     # dataset inputs: the token versions the model was trained on
     read = dataset_versions(run, "read")
