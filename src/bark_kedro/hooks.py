@@ -287,8 +287,10 @@ class RunTrackingHooks:
             "dataset_versions": dict(self._dataset_versions),
             "steps": summary.get("steps"),
         }
-        tracking.register_stage_model(dataset_name, f"bark_kedro.{dataset_name}", directory,
-                                      metadata)
+        info = tracking.register_stage_model(dataset_name, f"bark_kedro.{dataset_name}",
+                                             directory, metadata)
+        logger.info("%s registered as MLflow model bark_kedro.%s version %s", dataset_name,
+                    dataset_name, info.registered_model_version)
         if summary.get("final_val_loss") is not None:
             logger.info("%s: validation loss %.3f after %s steps", dataset_name,
                         summary["final_val_loss"], summary.get("steps"))
@@ -297,6 +299,8 @@ class RunTrackingHooks:
         dataset = self._dataset(dataset_name)
         layer = ((getattr(dataset, "metadata", None) or {}).get("kedro-viz") or {}).get("layer")
         if layer not in ("models", "model_output", "reporting"):
+            return
+        if type(dataset).__module__.startswith("kedro_mlflow"):  # summaries: MLflow artifacts
             return
         if isinstance(dataset, AbstractVersionedDataset) and dataset.resolve_save_version():
             path = _saved_path(dataset)

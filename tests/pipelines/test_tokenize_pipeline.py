@@ -181,7 +181,7 @@ def test_catalog_puts_every_output_in_a_layer(project_copy: Path) -> None:
     layers = {name: entry["metadata"]["kedro-viz"]["layer"] for name, entry in catalog.items()
               if name in (*TABLES, "text_tokenizer", "semantic_tokenizer", "codec_model",
                           "tokenize_summary", "tokenize_metrics", "tokenize_tags")}
-    assert set(layers.values()) == {"model_input", "models", "reporting"}
+    assert set(layers.values()) == {"feature", "model_input", "reporting"}
     assert len(layers) == 10
     assert all(catalog[name].get("versioned") for name in (*TABLES, "text_tokenizer",
                                                            "semantic_tokenizer", "codec_model"))

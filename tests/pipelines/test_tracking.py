@@ -14,17 +14,21 @@ from tests.models.reference_models import VOCAB
 
 @pytest.fixture
 def store(tmp_path: Path):
+    """A client of a fresh store, made the tracking URI (and undone: no active experiment
+    is left for other tests)."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_name="tracking-test")
-    yield mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri)
+    client.experiment_id = client.create_experiment("tracking-test")
+    yield client
     if mlflow.active_run():
         mlflow.end_run()
+    mlflow.set_tracking_uri(None)
 
 
 def test_metric_names_have_one_slash_and_the_stage_as_section(store) -> None:
     assert tracking.metric_key("tokens", "stages.codec/audio_s") == "tokens/stages_codec_audio_s"
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=store.experiment_id) as run:
         tracking.mlflow_step_logger("train_coarse")(3, {"loss": 2.5, "ok": True})
         tracking.mlflow_step_logger("train_coarse.val")(4, {"loss": 2.0})
         dataset = tracking.SectionMetricsDataset(section="synthesis", stage_label="heldout")
@@ -46,7 +50,7 @@ def test_run_name_shows_the_overrides_and_a_fingerprint() -> None:
 
 def test_dataset_inputs_carry_name_digest_source_and_version(store, tmp_path: Path) -> None:
     source = (tmp_path / "codec_tokens.parquet").as_posix()
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=store.experiment_id) as run:
         tracking.log_dataset_input("codec_tokens", source, "2026-01-01T00.00.00.000Z", "read")
         tracking.log_dataset_input("semantic_model", source, "v2", "written")
     run = store.get_run(run.info.run_id)
@@ -60,7 +64,7 @@ def test_dataset_inputs_carry_name_digest_source_and_version(store, tmp_path: Pa
 def test_a_registered_stage_model_loads_back_through_the_project(store, tmp_path: Path) -> None:
     model = build_model(coarse_config("test", VOCAB), seed=5)
     directory = save_model(tmp_path / "coarse_model", model)
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=store.experiment_id) as run:
         tracking.register_stage_model("coarse_model", "bark_kedro.coarse_model", directory,
                                       {"dataset_versions": {"codec_tokens": "v1"}})
     (version,) = store.search_model_versions("name='bark_kedro.coarse_model'")

@@ -9,7 +9,9 @@ sit together, and the stage sections sort before the others (``synthesis/``, ``t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import warnings
 from collections.abc import Callable, Mapping
@@ -134,17 +136,19 @@ class OrbaxStageModel(mlflow.pyfunc.PythonModel):
 def register_stage_model(
     name: str, registered_name: str, directory: str | Path, metadata: Mapping[str, Any]
 ) -> Any:
-    """Log ``directory`` (Orbax) as MLflow model ``name`` of the active run and register it."""
+    """Log ``directory`` (Orbax) as MLflow model ``name`` of the active run and register it
+    (MLflow's own "Successfully registered" lines go; the caller logs the version)."""
     from bark_kedro import __version__
 
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(Path(__file__).with_name("mlflow_stage_model.py")),
-        artifacts={"orbax": str(directory)},
-        metadata=dict(metadata),
-        registered_model_name=registered_name,
-        pip_requirements=[f"bark_kedro=={__version__}"],
-    )
+    with contextlib.redirect_stderr(io.StringIO()):
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(Path(__file__).with_name("mlflow_stage_model.py")),
+            artifacts={"orbax": str(directory)},
+            metadata=dict(metadata),
+            registered_model_name=registered_name,
+            pip_requirements=[f"bark_kedro=={__version__}"],
+        )
 
 
 def dataset_versions(run: Any, context: str | None = None) -> dict[str, str]:
