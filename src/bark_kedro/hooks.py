@@ -1,4 +1,4 @@
-"""Project hooks: what every run records in MLflow beyond kedro-mlflow's defaults."""
+"""Project hooks: multi-host runs, and what every run records in MLflow (and how)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
+from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from pydantic import BaseModel, TypeAdapter
 
 from bark_kedro.mappings import flatten
+from bark_kedro.pipelines import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -76,68 +78,245 @@ class MultiHostHooks:
         logger.info("process %d: catalog entries are not written here", jax.process_index())
 
 
-class RunTrackingHooks:
-    """Tags each MLflow run with its pipeline, git commit and the dataset versions it used.
+# MLflow's experiment kind: the UI opens a model-training experiment on its runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# Device facts each training stage reports; recorded once as ``device.<key>``.
+DEVICE_TAG_KEYS = ("platform", "device_kind", "device_count", "process_count", "mesh_shape",
+                   "jax_version")
+# Device facts that say nothing on the process that logs (process 0, all its devices).
+DROPPED_DEVICE_TAG_KEYS = ("local_device_count", "process_index")
+# Fields of a stage's `data` parameters that only another stage reads (training.StageDataConfig);
+# the history settings also shape the coarse and fine voice prompts, so they stay everywhere.
+OTHER_STAGES_DATA = {
+    "semantic": ("semantic_window", "max_coarse_history", "sliding_window_len",
+                 "loss_on_history", "semantic_rate_hz", "coarse_rate_hz", "n_codes_given",
+                 "window", "codebooks"),
+    "coarse": ("truncate_text", "n_codes_given", "window", "codebooks"),
+    "fine": ("truncate_text", "semantic_window", "max_coarse_history", "sliding_window_len",
+             "loss_on_history", "semantic_rate_hz", "coarse_rate_hz"),
+}
 
-    kedro-mlflow's own hooks start the run before ``before_pipeline_run`` reaches this
-    class (plugin hooks are called first) and end it after the pipeline, so everything here
-    is written while the run is active.
+
+def _is_parameter(name: str) -> bool:
+    return name.startswith("params:") or name == "parameters"
+
+
+def pipeline_parameters(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    """The flattened parameters the pipeline's nodes take, typed objects as plain values.
+
+    A key appears once: a node taking ``params:train_coarse`` logs ``train_coarse.*``, not
+    also the top-level object's repr; ``None`` values (settings that do not apply) are left out.
+    """
+    names = sorted({name for node in pipeline.nodes for name in node.inputs if _is_parameter(name)})
+    flat: dict[str, Any] = {}
+    for name in names:
+        value = catalog.load(name)
+        key = name.removeprefix("params:")
+        as_dict = typed_params_as_dict(value)
+        if as_dict is None and isinstance(value, dict):
+            as_dict = value
+        if as_dict is None:
+            flat[key] = value
+        else:
+            flat.update(flatten(as_dict, f"{key}."))
+    return {key: value for key, value in flat.items()
+            if value is not None and not _belongs_to_another_stage(key)}
+
+
+def _belongs_to_another_stage(key: str) -> bool:
+    """``train_fine.data.semantic_window``: a coarse setting in the fine stage's parameters."""
+    head, _, rest = key.partition(".data.")
+    stage = head.removeprefix("train_")
+    return head.startswith("train_") and rest in OTHER_STAGES_DATA.get(stage, ())
+
+
+class MlflowRunHook(MlflowHook):
+    """kedro-mlflow's hook (one MLflow run per ``kedro run``), registered by ``settings.py`` in
+    place of the plugin's so the run's records stay readable: parameters are logged once by
+    :class:`RunTrackingHooks` (not per node, as Python reprs), Kedro's run facts are not copied
+    into tags, and each stage's device facts become one ``device.*`` tag set.
+    """
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        super().before_pipeline_run(run_params, pipeline, catalog)
+        run = mlflow.active_run()
+        if run is None:
+            return
+        client = mlflow.MlflowClient()
+        tags = client.get_run(run.info.run_id).data.tags
+        for key in set(run_params) & set(tags):
+            client.delete_tag(run.info.run_id, key)
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(run.info.experiment_id, key, value)
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict[str, Any],
+                        is_async: bool) -> None:
+        without_params = {k: v for k, v in inputs.items() if not _is_parameter(k)}
+        super().before_node_run(node, catalog, without_params, is_async)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if mlflow.active_run() is not None:
+            merge_device_tags(mlflow.active_run().info.run_id)
+        super().after_pipeline_run(run_params, pipeline, catalog)
+
+
+def merge_device_tags(run_id: str) -> None:
+    """``train_<stage>.<device key>`` tags -> one ``device.<key>`` (per stage where they differ)."""
+    client = mlflow.MlflowClient()
+    tags = client.get_run(run_id).data.tags
+    for key in DEVICE_TAG_KEYS:
+        per_stage = {name: value for name, value in tags.items()
+                     if name.startswith("train_") and name.endswith(f".{key}")}
+        if len(set(per_stage.values())) != 1:
+            continue
+        client.set_tag(run_id, f"device.{key}", next(iter(per_stage.values())))
+        for name in per_stage:
+            client.delete_tag(run_id, name)
+    for name in tags:
+        if name.startswith("train_") and name.rpartition(".")[2] in DROPPED_DEVICE_TAG_KEYS:
+            client.delete_tag(run_id, name)
+
+
+class RunTrackingHooks:
+    """The project's MLflow records of a run (kedro-mlflow starts and ends the run).
+
+    - a run name telling runs apart (pipeline, ``--params`` overrides, config fingerprint)
+      and a description;
+    - the parameters the pipeline's nodes take, each key once;
+    - tags: pipeline, environment, Kedro session id, git commit;
+    - every versioned dataset the run read or wrote as an MLflow dataset input (name, digest,
+      source, version), and each trained stage as a registered MLflow model;
+    - a log line naming where each model, report and audio output went.
     """
 
     def __init__(self) -> None:
         self._catalog: Any = None
+        self._logged_inputs: set[str] = set()
+        self._dataset_versions: dict[str, str] = {}
 
     @hook_impl
     def after_catalog_created(self, catalog: Any) -> None:
         self._catalog = catalog
+        self._logged_inputs = set()
+        self._dataset_versions = {}
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any) -> None:
         if mlflow.active_run() is None:
             return
-        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name")]
+        names = run_params.get("pipeline_names") or ["__default__"]
+        pipeline_label = "+".join(names)
+        params = pipeline_parameters(pipeline, self._catalog) if self._catalog else {}
+        for start in range(0, len(params), 100):
+            chunk = dict(list(params.items())[start:start + 100])
+            mlflow.log_params({k: str(v)[:6000] for k, v in chunk.items()})
+        overrides = flatten(run_params.get("runtime_params") or {})
+        name = tracking.run_name(pipeline_label, overrides, tracking.config_fingerprint(params))
+        env = run_params.get("env") or "local"
         tags = {
-            "pipeline": "+".join(name or "__default__" for name in names),
-            "kedro_env": run_params.get("env") or "local",
+            "mlflow.runName": name,
+            "mlflow.note.content": (
+                f"`kedro run --pipelines={pipeline_label}` (env {env})"
+                + (f" with {', '.join(f'{k}={v}' for k, v in overrides.items())}" if overrides
+                   else " on the configuration as committed")
+                + f"; configuration fingerprint {tracking.config_fingerprint(params)}."
+            ),
+            "pipeline": pipeline_label,
+            "kedro_env": env,
+            "kedro_session_id": str(run_params.get("run_id") or run_params.get("session_id")),
         }
         commit = git_commit(Path(run_params.get("project_path") or "."))
         if commit:
             tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
             tags["git_commit"] = commit
         mlflow.set_tags(tags)
-        self._log_typed_params()
 
-    def _log_typed_params(self) -> None:
-        """Log typed parameters flattened (kedro-mlflow flattens only plain dicts)."""
-        if self._catalog is None:
-            return
-        for name in self._catalog.keys():
-            if not name.startswith("params:") or "." in name:
-                continue
-            as_dict = typed_params_as_dict(self._catalog.load(name))
-            if as_dict is not None:
-                flat = flatten(as_dict, f"{name.removeprefix('params:')}.")
-                mlflow.log_params({key: str(value)[:6000] for key, value in flat.items()})
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
+        run = mlflow.last_active_run()
+        if run is not None:
+            logger.info("MLflow run %r (%s) recorded: mlflow ui --backend-store-uri %s",
+                        run.info.run_name, run.info.run_id, mlflow.get_tracking_uri())
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str) -> None:
-        self._tag_version(dataset_name, "read")
+        self._record_dataset(dataset_name, "read")
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str) -> None:
-        self._tag_version(dataset_name, "written")
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        self._record_dataset(dataset_name, "written")
+        self._register_model(dataset_name, data)
+        self._log_output_path(dataset_name)
 
-    def _tag_version(self, dataset_name: str, direction: str) -> None:
-        if self._catalog is None or mlflow.active_run() is None:
-            return
+    def _dataset(self, dataset_name: str) -> Any:
+        if self._catalog is None or _is_parameter(dataset_name):
+            return None
         try:
-            dataset = self._catalog.get(dataset_name)
-        except Exception:  # noqa: BLE001 - a dataset the catalog cannot resolve has no version
-            return
-        if not isinstance(dataset, AbstractVersionedDataset):
+            return self._catalog.get(dataset_name)
+        except Exception:  # noqa: BLE001 - a dataset the catalog cannot resolve is not recorded
+            return None
+
+    def _record_dataset(self, dataset_name: str, direction: str) -> None:
+        dataset = self._dataset(dataset_name)
+        if not isinstance(dataset, AbstractVersionedDataset) or mlflow.active_run() is None:
             return
         version = (
             dataset.resolve_load_version() if direction == "read" else dataset.resolve_save_version()
         )
-        if version:
-            mlflow.set_tag(f"dataset.{dataset_name}.{direction}_version", version)
+        if not version or dataset_name in self._logged_inputs:
+            return
+        self._logged_inputs.add(dataset_name)
+        self._dataset_versions[dataset_name] = version
+        source = Path(str(dataset._filepath)).absolute().as_posix()
+        tracking.log_dataset_input(dataset_name, source, version, context=direction)
+
+    def _register_model(self, dataset_name: str, data: Any) -> None:
+        from bark_kedro.datasets.model_directory import ModelDirectoryDataset
+
+        dataset = self._dataset(dataset_name)
+        if not isinstance(dataset, ModelDirectoryDataset) or mlflow.active_run() is None:
+            return
+        directory = Path(_saved_path(dataset).as_posix())
+        summary = (data[1] if isinstance(data, tuple) else {}).get("summary", {})
+        metadata = {
+            "config": json_safe(getattr(data[0] if isinstance(data, tuple) else data,
+                                        "config", None)),
+            "dataset_versions": dict(self._dataset_versions),
+            "steps": summary.get("steps"),
+        }
+        info = tracking.register_stage_model(dataset_name, f"bark_kedro.{dataset_name}",
+                                             directory, metadata)
+        logger.info("%s registered as MLflow model bark_kedro.%s version %s", dataset_name,
+                    dataset_name, info.registered_model_version)
+        if summary.get("final_val_loss") is not None:
+            logger.info("%s: validation loss %.3f after %s steps", dataset_name,
+                        summary["final_val_loss"], summary.get("steps"))
+
+    def _log_output_path(self, dataset_name: str) -> None:
+        dataset = self._dataset(dataset_name)
+        layer = ((getattr(dataset, "metadata", None) or {}).get("kedro-viz") or {}).get("layer")
+        if layer not in ("models", "model_output", "reporting"):
+            return
+        if type(dataset).__module__.startswith("kedro_mlflow"):  # summaries: MLflow artifacts
+            return
+        if isinstance(dataset, AbstractVersionedDataset) and dataset.resolve_save_version():
+            path = _saved_path(dataset)
+        else:
+            path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+        if path is not None:
+            logger.info("%s -> %s", dataset_name, Path(str(path)).as_posix())
+
+
+def _saved_path(dataset: AbstractVersionedDataset) -> Any:
+    """Where a versioned dataset just wrote its save version."""
+    return dataset._get_versioned_path(dataset.resolve_save_version())
+
+
+def json_safe(config: Any) -> Any:
+    """A model config as a JSON-ready dict (``None`` when there is none)."""
+    if config is None:
+        return None
+    return config.to_dict() if hasattr(config, "to_dict") else str(config)

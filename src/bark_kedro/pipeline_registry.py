@@ -12,7 +12,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     ``train`` holds the three stages, ``train_semantic``, ``train_coarse`` and ``train_fine``
     one each (the same template). ``__default__`` runs everything, in dependency order:
     ingest, tokenize, the three trainings, evaluate and synthesize. (The registry is
-    explicit because ``kedro run --pipeline=<name>`` would otherwise look for a module of
+    explicit because ``kedro run --pipelines=<name>`` would otherwise look for a module of
     that name.)
 
     Returns:

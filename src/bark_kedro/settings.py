@@ -1,13 +1,24 @@
 """Project settings (https://docs.kedro.org/en/stable/configure/configuration_basics/)."""
 
+import logging
 import os
+import sys
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
-from bark_kedro.hooks import MultiHostHooks, RunTrackingHooks
-from bark_kedro.integrity_hooks import RunIntegrityHooks
+# Kedro calls OmegaConf's deprecated `register_new_resolver` once per config load; the notice
+# is Kedro's to act on, not the project's.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+# kedro-mlflow's own pipeline model has an untyped `predict`; MLflow warns when it is imported.
+warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method")
 
-HOOKS = (MultiHostHooks(), RunTrackingHooks(), RunIntegrityHooks())
+from bark_kedro.hooks import MlflowRunHook, MultiHostHooks, RunTrackingHooks  # noqa: E402
+from bark_kedro.integrity_hooks import RunIntegrityHooks  # noqa: E402
+
+# Called last to first: kedro-mlflow's run (MlflowRunHook) starts before the project's records.
+HOOKS = (MultiHostHooks(), RunTrackingHooks(), RunIntegrityHooks(), MlflowRunHook())
 
 # Environment variables that give a process's rank on a multi-host run.
 _RANK_VARIABLES = ("JAX_PROCESS_ID", "TPU_WORKER_ID", "CLOUD_TPU_TASK_ID", "SLURM_PROCID",
@@ -30,7 +41,28 @@ def _tracking_store(default: str) -> str:
 
 
 # kedro-telemetry is installed by kedro-viz; the project's `.telemetry` file says no.
-DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry",)
+# kedro-mlflow's hook is registered above as `MlflowRunHook` (the project's records).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-telemetry", "kedro_mlflow")
+# kedro-mlflow sets its logger to INFO when imported; its level comes from conf/logging.yml.
+logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
+# MLflow logs its store's table creation and migrations at INFO on its own handler.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _short_parameter_errors(previous: Any) -> Any:
+    """An excepthook printing a parameter validation error as its message, not a traceback
+    (the parameters are checked before any node runs; the message names the key)."""
+
+    def excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
+        if kind.__name__ == "ParameterValidationError":
+            sys.stderr.write(f"{kind.__name__}: {error}\n")
+            return
+        previous(kind, error, traceback)
+
+    return excepthook
+
+
+sys.excepthook = _short_parameter_errors(sys.excepthook)
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -93,3 +93,13 @@ def test_fit_windows_uses_the_training_windows_of_small_models(artifacts, tmp_pa
     assert main([*args, "--fit-windows"]) == 0
     audio, rate = sf.read(out)
     assert rate == 24_000 and len(audio) > 0
+
+
+def test_help_shows_defaults_only_where_there_are_some_and_explains_every_option():
+    from bark_kedro.generation.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "(default: None)" not in text
+    assert "(default: 0.7)" in text
+    for action in build_parser()._actions:
+        assert action.help, action.dest

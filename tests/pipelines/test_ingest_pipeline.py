@@ -10,6 +10,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from bark_kedro.pipelines.tracking import dataset_versions
 from tests.audio.bad_corpus import make_bad_input_corpus
 
 
@@ -35,7 +36,7 @@ def latest_run(project: Path) -> mlflow.entities.Run:
     client = mlflow.MlflowClient(f"sqlite:///{project}/data/09_tracking/mlflow.db")
     experiment = client.get_experiment_by_name("bark_kedro")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    return runs[0]
+    return client.get_run(runs[0].info.run_id)  # with its dataset inputs
 
 
 def read_versioned(path: Path) -> pd.DataFrame:
@@ -69,10 +70,10 @@ def test_ingest_sets_every_utterance_in_exactly_one_table(project_copy: Path) ->
     assert run.info.status == "FINISHED"
     assert run.data.tags["pipeline"] == "ingest"
     assert run.data.params["ingest.processing.max_duration_s"] == "20.0"
-    assert run.data.metrics["ingest.n_utterances"] == len(valid)
-    assert run.data.metrics["ingest.n_rejected"] == len(expected) - len(valid)
+    assert run.data.metrics["utterances/n_utterances"] == len(valid)
+    assert run.data.metrics["utterances/n_rejected"] == len(expected) - len(valid)
     for name in ("utterances", "rejected_utterances"):
-        version = run.data.tags[f"dataset.{name}.written_version"]
+        version = dataset_versions(run, "written")[name]
         assert (project_copy / f"data/03_primary/{name}.parquet" / version).is_dir()
 
 

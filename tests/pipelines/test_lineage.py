@@ -17,8 +17,10 @@ def test_viz_build_shows_the_lineage_from_corpus_to_report(project_copy: Path) -
     assert layers["ingest_summary"] == "reporting"
     for name in ("text_tokens", "semantic_tokens", "codec_tokens"):
         assert layers[name] == "model_input"
-    for name in ("semantic_model", "coarse_model", "fine_model", "codec_model"):
+    for name in ("semantic_model", "coarse_model", "fine_model"):
         assert layers[name] == "models"
+    for name in ("text_tokenizer", "semantic_tokenizer", "codec_model"):  # fitted, fed to tokens
+        assert layers[name] == "feature"
     assert layers["evaluation_report"] == "reporting"
     assert layers["synthesized_audio"] == "model_output"
     names = {node["id"]: node.get("full_name", node["name"]) for node in graph["nodes"]}

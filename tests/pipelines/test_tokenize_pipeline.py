@@ -16,6 +16,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io import Version
 
 from bark_kedro.datasets.artifacts import CodecModelDataset, SemanticTokenizerDataset
+from bark_kedro.pipelines.tracking import dataset_versions
 from bark_kedro.tokenizers.corpus import tokenize_codec, tokenize_semantic
 from bark_kedro.tokenizers.tables import (
     CODEC_TOKEN_COLUMNS,
@@ -44,7 +45,7 @@ def ingest(project: Path, utterances_per_speaker: int, output_dir: str) -> str:
         "ingest.demo_corpus.utterances_per_speaker": utterances_per_speaker,
         "ingest.processing.validation_fraction": 0.3, "ingest.output_dir": output_dir,
         "ingest.progress": False})
-    return latest_run(project).data.tags["dataset.utterances.written_version"]
+    return dataset_versions(latest_run(project), "written")["utterances"]
 
 
 def tokenize(project: Path, load_versions: dict[str, str] | None = None, **params) -> None:
@@ -93,16 +94,16 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
 
     run = latest_run(project_copy)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["dataset.utterances.read_version"] == first_utterances
+    assert dataset_versions(run, "read")["utterances"] == first_utterances
     assert run.data.tags["codec_weights"] == "random"
     assert run.data.tags["semantic_features"] == "mfcc"
     assert run.data.tags["semantic_quantizer"] == "kmeans"
     assert run.data.tags["text_tokenizer"] == "chars"
-    assert run.data.metrics["tokenize.stages.codec.audio_s_per_s"] > 0
-    assert run.data.metrics["tokenize.n_utterances"] == len(utterances) == 8
-    assert run.data.metrics["tokenize.n_rejected"] == 2
+    assert run.data.metrics["tokens/stages_codec_audio_s_per_s"] > 0
+    assert run.data.metrics["tokens/n_utterances"] == len(utterances) == 8
+    assert run.data.metrics["tokens/n_rejected"] == 2
     for name in (*TABLES, "text_tokenizer", "semantic_tokenizer", "codec_model"):
-        assert f"dataset.{name}.written_version" in run.data.tags, name
+        assert name in dataset_versions(run, "written"), name
 
     rejects = table(project_copy, "rejected_tokenization")
     assert dict(zip(rejects.utterance_id, rejects.stage, strict=True)) == expected_rejects
@@ -122,7 +123,7 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
 
     artifacts = project_copy / "data/06_models"
     vocab = text_tokenizer_from_dict(json.loads(
-        (artifacts / "text_tokenizer.json" / run.data.tags["dataset.text_tokenizer.written_version"]
+        (artifacts / "text_tokenizer.json" / dataset_versions(run, "written")["text_tokenizer"]
          / "text_tokenizer.json").read_text()))
     for row in text.itertuples():
         assert row.text_ids.dtype == np.int32 and len(row.text_ids) > 0
@@ -181,7 +182,7 @@ def test_catalog_puts_every_output_in_a_layer(project_copy: Path) -> None:
     layers = {name: entry["metadata"]["kedro-viz"]["layer"] for name, entry in catalog.items()
               if name in (*TABLES, "text_tokenizer", "semantic_tokenizer", "codec_model",
                           "tokenize_summary", "tokenize_metrics", "tokenize_tags")}
-    assert set(layers.values()) == {"model_input", "models", "reporting"}
+    assert set(layers.values()) == {"feature", "model_input", "reporting"}
     assert len(layers) == 10
     assert all(catalog[name].get("versioned") for name in (*TABLES, "text_tokenizer",
                                                            "semantic_tokenizer", "codec_model"))

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from bark_kedro.datasets.model_directory import ModelDirectoryDataset
+from bark_kedro.pipelines.tracking import dataset_versions
 from bark_kedro.pipelines.train.nodes import stage_trainer
 from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.training import TrainConfig
@@ -52,21 +53,21 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
         run = latest_run(project_copy)
         assert run.info.status == "FINISHED"
         assert run.data.tags["pipeline"] == f"train_{stage}"
-        assert run.data.tags[f"train_{stage}.platform"] == "cpu"
-        steps = [m.step for m in _metric_history(run, project_copy, f"train_{stage}.loss")]
+        assert run.data.tags["device.platform"] == "cpu"
+        steps = [m.step for m in _metric_history(run, project_copy, f"{stage}/train_loss")]
         assert steps == [1, 2, 3, 4]
-        assert len(_metric_history(run, project_copy, f"train_{stage}.val.loss")) == 3  # 0, 2, 4
+        assert len(_metric_history(run, project_copy, f"{stage}/val_loss")) == 3  # 0, 2, 4
         for table in ("text_tokens", "semantic_tokens", "codec_tokens"):
-            assert f"dataset.{table}.read_version" in run.data.tags
+            assert table in dataset_versions(run, "read")
         summary = json.loads((project_copy / f"data/08_reporting/train_{stage}_summary.json")
                              .read_text())
         assert summary["steps"] == 4 and summary["resumed_from_step"] is None
         model_root = project_copy / f"data/06_models/{stage}_model"
         assert len(list(model_root.iterdir())) == 1
-        artifacts = mlflow.MlflowClient(
-            f"sqlite:///{project_copy}/data/09_tracking/mlflow.db").list_artifacts(
-            run.info.run_id, f"models/{stage}_model")
-        assert {a.path.rsplit("/", 1)[-1] for a in artifacts} >= {"params", "config"}
+        versions = mlflow.MlflowClient(
+            f"sqlite:///{project_copy}/data/09_tracking/mlflow.db").search_model_versions(
+            f"name='bark_kedro.{stage}_model'")
+        assert [v.run_id for v in versions] == [run.info.run_id]
 
     # The same tokens and parameters: the run resumes from its last checkpoint, trains no
     # more and saves the same parameters as a new model version.
@@ -88,9 +89,9 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
     for entry in report["utterances"]:
         assert entry["utterance_id"] in html
     for stage in STAGES:
-        assert f"evaluate.{stage}/loss" in run.data.metrics
-    assert "evaluate.original/cer_mean" in run.data.metrics  # the recordings were heard
-    assert "evaluate.duration_ratio_mean" in run.data.metrics or any(
+        assert f"{stage}/heldout_loss" in run.data.metrics
+    assert "original/heldout_cer_mean" in run.data.metrics  # the recordings were heard
+    assert "synthesis/duration_ratio_mean" in run.data.metrics or any(
         "no_audio" in u["metrics"] for u in report["utterances"])
     client = mlflow.MlflowClient(f"sqlite:///{project_copy}/data/09_tracking/mlflow.db")
     assert any(a.path == "evaluation/index.html"

@@ -34,11 +34,41 @@ def _optional(kind):
     return parse
 
 
+# ``--help`` text of the generation options (their meaning: :class:`GenerationConfig`)
+_HELP = {
+    "semantic_temperature": "softmax temperature of the semantic stage (> 0)",
+    "coarse_temperature": "softmax temperature of the coarse stage (> 0)",
+    "fine_temperature": "softmax temperature of the fine stage; none: argmax",
+    "top_k": "keep the k likeliest tokens (semantic and coarse stages); none: all",
+    "top_p": "nucleus sampling: keep the likeliest tokens up to this total probability; "
+             "none: all",
+    "min_eos_p": "stop the semantic stage once p(end) reaches this; none: only on the end token",
+    "allow_early_stop": "true/false: the semantic stage may end before its cap",
+    "max_semantic_tokens": "cap of semantic tokens; none: the model's room (768 for Bark)",
+    "semantic_window": "semantic tokens per coarse window",
+    "max_coarse_history": "interleaved coarse tokens of history per coarse window",
+    "sliding_window_len": "new coarse tokens per window",
+    "fine_window": "frames per fine window (windows move by half of it)",
+    "semantic_rate_hz": "semantic token rate (fixes how many coarse tokens follow)",
+    "coarse_rate_hz": "coarse frame rate",
+    "sentence_pause_s": "seconds of silence between the sentences of a long text",
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` only where there is a default to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default in (None, False, argparse.SUPPRESS):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's arguments (generation options mirror :class:`GenerationConfig`)."""
     parser = argparse.ArgumentParser(
         prog="bark-kedro-synthesize", description="Synthesize speech with Bark-style models.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=_HelpFormatter)
     parser.add_argument("text", nargs="?", help="text to speak (or use --text-file)")
     parser.add_argument("--text-file", type=Path, help="read the text from this file")
     parser.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
@@ -63,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     voice.add_argument("--clone", type=Path, help="a recording of the voice to imitate")
     voice.add_argument("--save-voice", type=Path, help="write the voice prompt used to this .npz")
     gen = parser.add_argument_group("generation")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     gen.add_argument("--bfloat16", action="store_true",
                      help="bfloat16 weights and compute (half the memory traffic; fast on "
                           "GPU/TPU, slower on CPUs, where XLA has no fast bfloat16 matmul)")
@@ -77,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _FIELDS:
         kind = kinds.get(name, type(getattr(defaults, name)))
         gen.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
-                         default=getattr(defaults, name))
+                         default=getattr(defaults, name), help=_HELP.get(name))
     return parser
 
 
