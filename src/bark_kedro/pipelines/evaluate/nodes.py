@@ -9,12 +9,13 @@ import pandas as pd
 from bark_kedro.evaluation.audio_metrics import summarize
 from bark_kedro.evaluation.end_to_end import heldout_targets, stage_metrics, synthesize_heldout
 from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics
+from bark_kedro.generation import make_synthesizer
 from bark_kedro.pipelines.evaluate.params import EvaluateParams
-from bark_kedro.pipelines.synthesize.nodes import make_synthesizer
 from bark_kedro.pipelines.synthesize.params import GenerationParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
 from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 
 
 def teacher_forced_metrics(
@@ -54,8 +55,11 @@ def synthesize_heldout_utterances(
     params: EvaluateParams,
 ) -> list[UtteranceEvaluation]:
     """Synthesize held-out texts and compare each with its recording through the codec."""
-    synthesizer = make_synthesizer(semantic_model, coarse_model, fine_model, text_tokenizer,
-                                   codec_model, generation)
+    synthesizer = make_synthesizer(
+        semantic_model, coarse_model, fine_model, text_tokenizer_from_dict(text_tokenizer),
+        codec_model, generation.config, fit_windows_to_models=generation.fit_windows_to_models,
+        bfloat16=generation.bfloat16,
+    )
     targets = heldout_targets(utterances, codec_tokens, params.n_utterances)
     return synthesize_heldout(synthesizer, targets, semantic_tokens, codec_tokens,
                               voice=params.voice, seed=params.seed)
