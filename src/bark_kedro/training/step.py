@@ -12,18 +12,16 @@ binds before ``jax.jit`` (see :func:`bark_kedro.training.loop.compile_steps`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from bark_kedro.training.batching import Batch
 from bark_kedro.training.mesh import replicated
 from bark_kedro.training.state import ModelDef, Params, TrainState
 
-Batch = Mapping[str, jax.Array]  # the device batch of bark_kedro.training.batching.Batch
 Stats = dict[str, jax.Array]
 TOP_K = 10
 STAT_KEYS = ("loss_sum", "top1", "top10", "n_tokens")
