@@ -16,12 +16,12 @@ import pytest
 import soundfile as sf
 
 from bark_kedro.datasets.model_directory import ModelDirectoryDataset
+from bark_kedro.models.layout import STAGES
 from bark_kedro.pipelines.train import create_stage_pipeline
 from bark_kedro.pipelines.train.params import TrainStageParams
 from tests.pipelines.test_ingest_pipeline import latest_run, run_pipeline
 from tests.pipelines.test_tokenize_pipeline import FAST, ingest
 
-STAGES = ("semantic", "coarse", "fine")
 TRAIN = {
     key: value
     for stage in STAGES
