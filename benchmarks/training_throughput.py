@@ -1,6 +1,6 @@
 """Training throughput of each stage: our jitted train step vs transformers' Bark (PyTorch).
 
-Ours: ``bark_kedro.training.steps.make_train_steps`` as ``train()`` runs it (stage
+Ours: ``bark_kedro.training.step.train_step`` compiled as ``train()`` compiles it (stage
 softmax ranges, global-norm clipping, AdamW with warmup/cosine and a weight-decay mask,
 donated buffers), on a batch in the stage's real layout (semantic: merged text+history
 context; coarse: per-position codebook; fine: one predicted codebook). PyTorch:
@@ -46,11 +46,10 @@ from bark_kedro.training import MeshConfig, OptimizerConfig, StageDataConfig, st
 from bark_kedro.training.batching import BucketBatcher, bucket_lengths, naive_padding_fraction
 from bark_kedro.training.data import make_batcher
 from bark_kedro.training.layouts import Example, coarse_examples
-from bark_kedro.training.mesh import global_batch, make_mesh, state_shardings
+from bark_kedro.training.loop import compile_steps, place_state
+from bark_kedro.training.mesh import global_batch, make_mesh
 from bark_kedro.training.model_init import CONFIG_BUILDERS
-from bark_kedro.training.optimizer import make_optimizer
-from bark_kedro.training.state import split_model
-from bark_kedro.training.steps import make_train_steps
+from bark_kedro.training.state import make_optimizer, split_model
 
 BIG = ("bark_small", "bark")  # official vocabulary
 DEFAULT_BATCH = {"test": 8, "tiny": 4, "bark_small": 1, "bark": 1}
@@ -106,19 +105,15 @@ def stage_batch(stage: str, config, batch: int, positions: int, seed: int = 0) -
 def our_train_step(stage: str, config, host_batch: dict):
     """A closure running one real training step (blocking until done)."""
     mesh = make_mesh(MeshConfig())
-    parts, frozen, trainable = split_model(build_model(config, seed=0))
+    model_def, state = split_model(build_model(config, seed=0))
     optimizer, _ = make_optimizer(OptimizerConfig(warmup_steps=10), total_steps=1000)
-    shardings = (state_shardings(frozen, mesh), state_shardings(trainable, mesh))
-    opt_sh = state_shardings(jax.eval_shape(optimizer.init, trainable), mesh)
-    steps = make_train_steps(parts, stage, config.vocab, optimizer, mesh, shardings, opt_sh,
-                             dropout=float(config.dropout) > 0)
-    state = {"trainable": jax.device_put(trainable, shardings[1]),
-             "opt": jax.jit(optimizer.init, out_shardings=opt_sh)(trainable)}
+    state, shardings = place_state(state.replace(opt_state=optimizer.init(state.trainable)), mesh)
+    steps = compile_steps(model_def, stage, mesh, shardings, optimizer)
+    box = {"state": state}
     batch, key = global_batch(host_batch, mesh), jax.random.key(0)
 
     def run():
-        state["trainable"], state["opt"], metrics = steps.train(
-            frozen, state["trainable"], state["opt"], batch, key)
+        box["state"], metrics = steps.train(box["state"], batch, key)
         metrics["loss"].block_until_ready()
 
     return run

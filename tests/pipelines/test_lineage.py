@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 
 def test_viz_build_shows_the_lineage_from_corpus_to_report(project_copy: Path) -> None:
-    subprocess.run(["kedro", "viz", "build"], cwd=project_copy, check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=project_copy,
+                   check=True, capture_output=True)
     graph = json.loads((project_copy / "build/api/main").read_text())
     layers = {node["name"]: node.get("layer") for node in graph["nodes"] if node["type"] == "data"}
     assert layers["source_utterances"] == "raw"

@@ -16,14 +16,13 @@ import pytest
 import soundfile as sf
 
 from bark_kedro.datasets.model_directory import ModelDirectoryDataset
+from bark_kedro.models.layout import STAGES
 from bark_kedro.pipelines.tracking import dataset_versions
-from bark_kedro.pipelines.train.nodes import stage_trainer
+from bark_kedro.pipelines.train import create_stage_pipeline
 from bark_kedro.pipelines.train.params import TrainStageParams
-from bark_kedro.training import TrainConfig
 from tests.pipelines.test_ingest_pipeline import latest_run, run_pipeline
 from tests.pipelines.test_tokenize_pipeline import FAST, ingest
 
-STAGES = ("semantic", "coarse", "fine")
 TRAIN = {
     key: value
     for stage in STAGES
@@ -104,12 +103,14 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
 
 
 def test_bad_training_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None:
-    with pytest.raises(Exception, match="steps"):
+    with pytest.raises(Exception, match=r"TrainConfig\.steps must be an int >= 1"):
         run_pipeline(project_copy, "train_coarse", {"train_coarse.train.steps": 0})
     assert not (project_copy / "data/06_models").exists()
 
 
-def test_stage_parameter_must_match_its_pipeline() -> None:
-    params = TrainStageParams(train=TrainConfig(stage="coarse"), run_dir="unused")
-    with pytest.raises(ValueError, match="train_fine.train.stage"):
-        stage_trainer("fine")(None, None, None, {}, None, params)
+def test_stage_comes_from_the_pipeline_not_the_parameters() -> None:
+    with pytest.raises(ValueError, match="train.stage is set by the pipeline"):
+        TrainStageParams.model_validate({"train": {"steps": 2, "stage": "coarse"},
+                                         "run_dir": "unused"})
+    (node,) = create_stage_pipeline("fine").nodes
+    assert node.func.keywords == {"stage": "fine"} and node.func.__name__ == "train_fine"

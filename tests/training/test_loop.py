@@ -45,7 +45,7 @@ def _config(stage, steps, **changes):
 
 
 def _trainable(model) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v) for k, v in split_model(model)[2].items()}
+    return {k: np.asarray(v) for k, v in split_model(model)[1].trainable.items()}
 
 
 @pytest.mark.slow
@@ -74,12 +74,14 @@ def test_each_stage_learns_its_synthetic_language(tmp_path, stage):
 @pytest.mark.slow
 def test_frozen_layers_stay_and_divergence_stops_the_run(tmp_path):
     model, train_ex, val_ex = _setup("coarse", ModelInitConfig(preset="test", freeze_layers=1))
-    _, frozen_before, trainable_before = split_model(model)
+    state = split_model(model)[1]
+    frozen_before, trainable_before = state.frozen, state.trainable
     frozen_before = {k: np.asarray(v) for k, v in frozen_before.items()}
     trainable_before = {k: np.asarray(v) for k, v in trainable_before.items()}
     result = train(model, train_ex, val_ex, _config("coarse", 4, checkpoint_every=2), DATA,
                    tmp_path)
-    _, frozen_after, trainable_after = split_model(result.model)
+    state = split_model(result.model)[1]
+    frozen_after, trainable_after = state.frozen, state.trainable
     assert frozen_before.keys() == frozen_after.keys() and "h.0.attn.c_attn.kernel" in frozen_after
     for name, value in frozen_before.items():
         np.testing.assert_array_equal(value, frozen_after[name], err_msg=name)

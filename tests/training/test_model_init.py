@@ -23,8 +23,8 @@ SCRATCH = ModelInitConfig(preset="test")
 
 
 def _params(model) -> dict[str, np.ndarray]:
-    _, frozen, trainable = split_model(model)
-    return {k: np.asarray(v) for k, v in (frozen | trainable).items()}
+    state = split_model(model)[1]
+    return {k: np.asarray(v) for k, v in (state.frozen | state.trainable).items()}
 
 
 def _assert_same_params(a, b):

@@ -22,7 +22,9 @@ def _command(run_dir, out, *args):
 
 
 def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    # this checkout's package and tests, whichever bark_kedro is installed
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env = dict(os.environ, PYTHONPATH=path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PLATFORMS="cpu")
     return env | extra
 

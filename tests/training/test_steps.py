@@ -12,11 +12,16 @@ from bark_kedro.models import build_model, coarse_config
 from bark_kedro.training import MeshConfig, OptimizerConfig, stage_vocab
 from bark_kedro.training.batching import collate
 from bark_kedro.training.layouts import coarse_examples
-from bark_kedro.training.mesh import global_batch, make_mesh, state_shardings
+from bark_kedro.training.loop import compile_steps, place_state
+from bark_kedro.training.mesh import global_batch, make_mesh
 from bark_kedro.training.model_init import CONFIG_BUILDERS
-from bark_kedro.training.optimizer import decay_mask, learning_rate_schedule, make_optimizer
-from bark_kedro.training.state import split_model
-from bark_kedro.training.steps import make_train_steps, stage_outputs, token_stats
+from bark_kedro.training.state import (
+    decay_mask,
+    learning_rate_schedule,
+    make_optimizer,
+    split_model,
+)
+from bark_kedro.training.step import stage_outputs, token_stats
 
 VOCAB = stage_vocab(40, 64, 32)
 
@@ -41,7 +46,7 @@ def test_coarse_softmax_is_over_the_positions_codebook_only():
     mask = np.ones((2, 5), bool)
     batch = {"inputs": jnp.asarray(inputs), "targets": jnp.asarray(targets),
              "codebook": jnp.asarray(codebook), "loss_mask": jnp.asarray(mask)}
-    picked, got_targets, _ = stage_outputs(model, "coarse", batch, VOCAB, None)
+    picked, got_targets, _ = stage_outputs(model, "coarse", batch, None)
     np.testing.assert_array_equal(got_targets, local)
     logits = np.asarray(model(jnp.asarray(inputs)))  # every id: the reference
     stats = token_stats(picked, got_targets, jnp.asarray(mask))
@@ -62,7 +67,7 @@ def test_semantic_logits_only_after_the_merged_context():
     inputs = rng.integers(0, VOCAB.semantic_vocab_size, (1, n + t))
     batch = {"inputs": jnp.asarray(inputs), "targets": jnp.arange(t)[None],
              "loss_mask": jnp.arange(t)[None] >= n}
-    logits, targets, mask = stage_outputs(model, "semantic", batch, VOCAB, None)
+    logits, targets, mask = stage_outputs(model, "semantic", batch, None)
     full = np.asarray(model(jnp.asarray(inputs), merge_context=True))
     assert logits.shape == (1, t - n, VOCAB.semantic_vocab_size + 1)  # ids and the EOS (pad)
     np.testing.assert_allclose(logits, full[:, n:, : VOCAB.semantic_vocab_size + 1], atol=1e-5)
@@ -75,7 +80,7 @@ def test_fine_range_and_topk_counts():
     inputs = jnp.zeros((1, 3, VOCAB.n_fine_codebooks), jnp.int32)
     batch = {"inputs": inputs, "targets": jnp.zeros((1, 3), jnp.int32),
              "codebook": jnp.asarray([2]), "loss_mask": jnp.ones((1, 3), bool)}
-    fine, _, _ = stage_outputs(model, "fine", batch, VOCAB, None)
+    fine, _, _ = stage_outputs(model, "fine", batch, None)
     assert fine.shape[-1] == VOCAB.codebook_size  # never the pad code
     # target ranked 1st, 5th and 12th; the masked 4th position does not count
     scores = np.tile(np.arange(20, 0, -1, dtype=np.float32), (1, 4, 1))
@@ -93,7 +98,7 @@ def test_schedule_and_weight_decay_mask():
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(55)) == pytest.approx(0.55e-3, rel=1e-3)  # half way down the cosine
     assert float(schedule(100)) == pytest.approx(1e-4)
-    _, _, params = split_model(build_model(coarse_config("test", VOCAB, bias=True), 0))
+    params = split_model(build_model(coarse_config("test", VOCAB, bias=True), 0))[1].trainable
     mask = decay_mask(params)
     assert mask["h.0.attn.c_attn.kernel"] and mask["wte.embedding"] and mask["lm_head.kernel"]
     assert not mask["h.0.attn.c_attn.bias"] and not mask["h.0.ln_1.scale"]
@@ -101,7 +106,7 @@ def test_schedule_and_weight_decay_mask():
     # with zero gradients only the decayed arrays move
     opt, _ = make_optimizer(config.replace(warmup_steps=0, weight_decay=0.5), 10)
     zeros = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = opt.update(zeros, opt.init(params), params)
+    updates, _ = jax.jit(opt.update)(zeros, jax.jit(opt.init)(params), params)  # eager: ~10x slower
     moved = {k: bool(jnp.any(u != 0)) for k, u in updates.items()}
     assert moved == {k: v and bool(jnp.any(params[k] != 0)) for k, v in mask.items()}
 
@@ -114,11 +119,11 @@ def _coarse_setup(accumulation: int):
         max_coarse_history=40, sliding_window_len=10, block_size=128)][:4]
     assert len(examples) == 4
     mesh = make_mesh(MeshConfig(data=1))
-    parts, frozen, trainable = split_model(model)
+    model_def, state = split_model(model)
     opt, _ = make_optimizer(OptimizerConfig(warmup_steps=0, accumulation_steps=accumulation), 10)
-    shard = (state_shardings(frozen, mesh), state_shardings(trainable, mesh))
-    opt_sh = state_shardings(jax.eval_shape(opt.init, trainable), mesh)
-    steps = make_train_steps(parts, "coarse", VOCAB, opt, mesh, shard, opt_sh, dropout=False)
+    state, shardings = place_state(
+        state.replace(opt_state=jax.jit(opt.init)(state.trainable)), mesh)
+    steps = compile_steps(model_def, "coarse", mesh, shardings, opt)
     length = max(e.length for e in examples)
 
     def batch(rows):
@@ -126,19 +131,21 @@ def _coarse_setup(accumulation: int):
         host.pop("lengths")
         return global_batch(host, mesh)
 
-    return steps, frozen, trainable, opt.init(trainable), batch
+    return steps, state, batch
 
 
 def test_gradient_accumulation_equals_one_big_batch():
     key = jax.random.key(0)
-    steps, frozen, trainable, opt_state, batch = _coarse_setup(1)
-    one, _, metrics = steps.train(frozen, trainable, opt_state, batch([0, 1, 2, 3]), key)
-    steps, frozen, trainable, opt_state, batch = _coarse_setup(2)
-    before = {k: np.asarray(v) for k, v in trainable.items()}
-    grads, stats = steps.zeros(trainable)
+    steps, state, batch = _coarse_setup(1)
+    one, metrics = steps.train(state, batch([0, 1, 2, 3]), key)
+    steps, state, batch = _coarse_setup(2)
+    before = {k: np.asarray(v) for k, v in state.trainable.items()}
+    grads, stats = steps.zeros(state)
     for rows in ([0, 1], [2, 3]):
-        grads, stats = steps.accumulate(frozen, trainable, grads, stats, batch(rows), key)
-    two, _, metrics_two = steps.apply(trainable, opt_state, grads, stats)
+        grads, stats = steps.accumulate(state, grads, stats, batch(rows), key)
+    two, metrics_two = steps.apply(state, grads, stats)
+    assert int(one.step) == int(two.step) == 1
+    one, two = one.trainable, two.trainable
     assert float(metrics["loss"]) == pytest.approx(float(metrics_two["loss"]), rel=1e-6)
     assert float(metrics["grad_norm"]) == pytest.approx(float(metrics_two["grad_norm"]), rel=1e-5)
     for name in one:

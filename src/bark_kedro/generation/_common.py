@@ -19,22 +19,6 @@ from bark_kedro.models.kv_cache import KVCache
 KeyLike = int | jax.Array
 
 
-def id_array(values, name: str, high: int, ndim: int = 1, allow_empty: bool = False) -> np.ndarray:
-    """``values`` as an int32 array of ``ndim`` dims with ids in ``[0, high)``, or a clear error."""
-    arr = np.asarray(values)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array of ids, got shape {arr.shape}")
-    if arr.size == 0:
-        if allow_empty:
-            return arr.astype(np.int32)
-        raise ValueError(f"{name} must not be empty")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
-    if arr.min() < 0 or arr.max() >= high:
-        raise ValueError(f"{name} must lie in [0, {high}), got [{arr.min()}, {arr.max()}]")
-    return arr.astype(np.int32)
-
-
 def per_row(values, n_rows: int, name: str) -> list:
     """``None`` or a sequence of ``n_rows`` optional items, as a list of ``n_rows``."""
     if values is None:

@@ -181,10 +181,8 @@ def _voice(args, synthesizer):
 
 def run(args: argparse.Namespace) -> Path:
     """Load everything named in ``args``, synthesize, write the WAV; returns its path."""
-    import jax.numpy as jnp
-
     from bark_kedro.audio.io import write_audio_atomic
-    from bark_kedro.generation.synthesis import SAMPLE_RATE, Synthesizer
+    from bark_kedro.generation.synthesis import SAMPLE_RATE, make_synthesizer
     from bark_kedro.generation.voice import save_voice_prompt
     from bark_kedro.tokenizers.codec import load_codec_file
 
@@ -201,13 +199,10 @@ def run(args: argparse.Namespace) -> Path:
     overrides = {"dtype": "bfloat16"} if args.bfloat16 else {}
     models = [load_stage_model(p, s, vocab, **overrides) for p, s in
               ((args.semantic, "semantic"), (args.coarse, "coarse"), (args.fine, "fine"))]
-    if args.fit_windows:
-        from bark_kedro.generation.windows import fit_windows
-
-        config = fit_windows(config, models[1].config, models[2].config)
     codec = load_codec_file(args.codec)
-    synthesizer = Synthesizer(*models, load_text_tokenizer(args.text_tokenizer), codec, config,
-                              weights_dtype=jnp.bfloat16 if args.bfloat16 else None)
+    synthesizer = make_synthesizer(*models, load_text_tokenizer(args.text_tokenizer), codec,
+                                   config, fit_windows_to_models=args.fit_windows,
+                                   bfloat16=args.bfloat16)
     voice = _voice(args, synthesizer)
     if args.save_voice and voice is None:
         raise ValueError("--save-voice needs --voice or --clone")

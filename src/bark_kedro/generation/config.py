@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bark_kedro.models.config import FineGPTConfig, GPTConfig
+from bark_kedro.models.layout import semantic_to_coarse_ratio
 
 
 def _is_int(value: Any) -> bool:
@@ -117,7 +118,8 @@ class GenerationConfig:
 
     def semantic_to_coarse_ratio(self, n_coarse_codebooks: int) -> float:
         """Interleaved coarse tokens per semantic token (Bark: 75 / 49.9 * 2)."""
-        return self.coarse_rate_hz / self.semantic_rate_hz * n_coarse_codebooks
+        return semantic_to_coarse_ratio(n_coarse_codebooks, self.semantic_rate_hz,
+                                        self.coarse_rate_hz)
 
     def semantic_token_limit(self, model: GPTConfig) -> int:
         """Most semantic tokens one generation may produce with ``model``."""

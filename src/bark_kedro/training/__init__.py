@@ -11,16 +11,28 @@ from bark_kedro.training.config import (
     TrainConfig,
 )
 from bark_kedro.training.data import build_stage_examples, make_batcher
-from bark_kedro.training.evaluate import evaluate_examples
 from bark_kedro.training.layouts import Example
-from bark_kedro.training.loop import TrainingDiverged, TrainResult, train
+from bark_kedro.training.loop import (
+    MetricsCallback,
+    TrainingDiverged,
+    TrainResult,
+    evaluate_examples,
+    train,
+)
 from bark_kedro.training.mesh import (
     device_facts,
     is_primary,
     make_mesh,
     maybe_initialize_distributed,
 )
-from bark_kedro.training.model_init import FrozenParam, build_stage_model, count_params
+from bark_kedro.training.model_init import (
+    FrozenParam,
+    build_stage_model,
+    count_params,
+    stage_vocabulary,
+)
+from bark_kedro.training.run import StageRun, train_stage_from_tables
+from bark_kedro.training.state import TrainState
 
 
 def stage_vocab(text_vocab_size: int, semantic_vocab_size: int, codebook_size: int = 1024):
@@ -33,12 +45,15 @@ __all__ = [
     "DataPosition",
     "Example",
     "FrozenParam",
+    "MetricsCallback",
     "MeshConfig",
     "ModelInitConfig",
     "OptimizerConfig",
     "StageDataConfig",
+    "StageRun",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
     "TrainingDiverged",
     "best_bucket_lengths",
     "build_stage_examples",
@@ -51,5 +66,7 @@ __all__ = [
     "make_mesh",
     "maybe_initialize_distributed",
     "stage_vocab",
+    "stage_vocabulary",
     "train",
+    "train_stage_from_tables",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from bark_kedro.training.layouts import Example
 
-Batch = dict[str, np.ndarray]
+Batch = dict[str, np.ndarray]  # host arrays here; the steps get device arrays of the same keys
 
 
 def bucket_lengths(max_length: int, multiple: int = 64, min_length: int | None = None) -> list[int]:

@@ -1,35 +1,25 @@
 """Orbax training checkpoints: parameters, optimizer state, step, data position, configs.
 
 One ``orbax.checkpoint.CheckpointManager`` directory per run (``run_dir``); each step
-directory holds ``params`` (frozen + trainable, flat dicts), ``opt_state`` and ``meta``
-(JSON: step, data position, train/model configs, history). Orbax writes to a temporary
-name and renames when complete, so a killed run leaves only whole checkpoints; process
+directory holds a :class:`~bark_kedro.training.state.TrainState` (``params``: frozen +
+trainable flat dicts, ``opt_state``) and what travels beside it, ``meta`` (JSON: step,
+data position, train/model configs, history). Orbax writes to a temporary name and
+renames when complete, so a killed run leaves only whole checkpoints; process
 0 writes the JSON, every process its shards of the arrays.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from etils import epath
 
 from bark_kedro.training.batching import DataPosition
-
-
-@dataclass(frozen=True)
-class Restored:
-    """A restored training state."""
-
-    step: int
-    frozen: dict[str, jax.Array]
-    trainable: dict[str, jax.Array]
-    opt_state: Any
-    position: DataPosition
-    meta: dict[str, Any]
+from bark_kedro.training.state import TrainState
 
 
 def _abstract(tree: Any, shardings: Any) -> Any:
@@ -53,47 +43,39 @@ class TrainCheckpoints:
         return self.manager.latest_step()
 
     def save(
-        self,
-        step: int,
-        frozen: dict,
-        trainable: dict,
-        opt_state: Any,
-        position: DataPosition,
-        meta: dict[str, Any],
+        self, step: int, state: TrainState, position: DataPosition, meta: dict[str, Any]
     ) -> None:
-        """Write the state after ``step`` optimizer updates (asynchronously)."""
+        """Write ``state`` (after ``step`` updates: ``state.step`` as a host int, which needs
+        no device read) and the data position beside it (asynchronously)."""
         meta = dict(meta, step=step, position=[position.epoch, position.index])
         args = ocp.args.Composite(
-            params=ocp.args.StandardSave({"frozen": frozen, "trainable": trainable}),
-            opt_state=ocp.args.StandardSave(opt_state),
+            params=ocp.args.StandardSave({"frozen": state.frozen, "trainable": state.trainable}),
+            opt_state=ocp.args.StandardSave(state.opt_state),
             meta=ocp.args.JsonSave(meta),
         )
         self.manager.save(step, args=args, force=True)
 
     def restore(
-        self, frozen: dict, trainable: dict, opt_state: Any, shardings: tuple[Any, Any, Any]
-    ) -> Restored:
-        """The newest checkpoint, laid out like the given (abstract) state and shardings."""
+        self, state: TrainState, shardings: TrainState
+    ) -> tuple[TrainState, DataPosition, dict[str, Any]]:
+        """The newest checkpoint's ``(state, data position, metadata)``, laid out like the
+        given (abstract) ``state`` and its ``shardings``."""
         step = self.latest_step()
         if step is None:
             raise FileNotFoundError(f"{self.run_dir} holds no complete checkpoint")
-        frozen_sh, trainable_sh, opt_sh = shardings
-        target = {"frozen": _abstract(frozen, frozen_sh), "trainable": _abstract(trainable, trainable_sh)}
+        params = {"frozen": _abstract(state.frozen, shardings.frozen),
+                  "trainable": _abstract(state.trainable, shardings.trainable)}
         args = ocp.args.Composite(
-            params=ocp.args.StandardRestore(target),
-            opt_state=ocp.args.StandardRestore(_abstract(opt_state, opt_sh)),
+            params=ocp.args.StandardRestore(params),
+            opt_state=ocp.args.StandardRestore(_abstract(state.opt_state, shardings.opt_state)),
             meta=ocp.args.JsonRestore(),
         )
         restored = self.manager.restore(step, args=args)
         meta = restored["meta"]
-        return Restored(
-            step=int(meta["step"]),
-            frozen=restored["params"]["frozen"],
-            trainable=restored["params"]["trainable"],
-            opt_state=restored["opt_state"],
-            position=DataPosition(*meta["position"]),
-            meta=meta,
-        )
+        step_array = jax.device_put(jnp.asarray(int(meta["step"]), jnp.int32), shardings.step)
+        state = TrainState(step_array, restored["params"]["trainable"],
+                           restored["params"]["frozen"], restored["opt_state"])
+        return state, DataPosition(*meta["position"]), meta
 
     def read_meta(self, step: int | None = None) -> dict[str, Any]:
         """The JSON metadata of a checkpoint (default: the newest)."""

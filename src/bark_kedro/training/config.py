@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGES = ("semantic", "coarse", "fine")
+from bark_kedro.models.layout import STAGES, scaled_windows
+
 INIT_SOURCES = ("scratch", "suno", "transformers", "orbax")
 FINE_CODEBOOK_CHOICES = ("all", "random")
 
@@ -173,16 +174,15 @@ class StageDataConfig(_Replaceable):
 
     def resolved(self, block_size: int) -> StageDataConfig:
         """A copy with every ``None`` size filled in for a model of ``block_size``."""
-        scale = block_size / 1024
+        windows = scaled_windows(
+            block_size, self.semantic_window, self.max_coarse_history,
+            self.sliding_window_len, self.window,
+        )
         sizes = dict(
-            semantic_window=self.semantic_window or max(1, round(256 * scale)),
-            max_coarse_history=(
-                self.max_coarse_history
-                if self.max_coarse_history is not None
-                else int(630 * scale)
-            ),
-            sliding_window_len=self.sliding_window_len or max(1, round(60 * scale)),
-            window=self.window or block_size,
+            semantic_window=windows.semantic_window,
+            max_coarse_history=windows.max_coarse_history,
+            sliding_window_len=windows.sliding_window_len,
+            window=windows.fine_window,
         )
         return self.replace(**sizes)
 

@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from bark_kedro.models import BarkVocab, ModelConfig
+from bark_kedro.models.layout import STAGES
+from bark_kedro.tokenizers.tables import codes_matrix
 from bark_kedro.training.batching import BucketBatcher, best_bucket_lengths
-from bark_kedro.training.config import STAGES, StageDataConfig
+from bark_kedro.training.config import StageDataConfig
 from bark_kedro.training.layouts import (
     Example,
     coarse_examples,
@@ -37,18 +39,6 @@ NEEDED = {
     "fine": ("codec_tokens",),
 }
 SPLITS = ("train", "validation")
-
-
-def codes_of(row) -> np.ndarray:
-    """The ``(n_codebooks, n_frames)`` codes of a ``codec_tokens`` row."""
-    codes = np.asarray(row["codes"])
-    shape = (int(row["n_codebooks"]), int(row["n_frames"]))
-    if codes.size != shape[0] * shape[1]:
-        raise ValueError(
-            f"codec_tokens row {row['utterance_id']!r}: {codes.size} codes do not fill "
-            f"n_codebooks x n_frames = {shape[0]} x {shape[1]}"
-        )
-    return codes.reshape(shape)
 
 
 def _check_table(name: str, table: pd.DataFrame) -> None:
@@ -121,7 +111,7 @@ def _semantic(rows, history, vocab, data, model_config, skipped):
 def _coarse(rows, history, vocab, data, model_config, skipped):
     out = []
     for row, prev in zip(rows, history, strict=True):
-        sem, codes = np.asarray(row["semantic_ids"]), codes_of(row)
+        sem, codes = np.asarray(row["semantic_ids"]), codes_matrix(row)
         if codes.shape[0] < vocab.n_coarse_codebooks:
             raise ValueError(f"utterance {row['utterance_id']!r}: coarse needs "
                              f"{vocab.n_coarse_codebooks} codebooks, got {codes.shape[0]}")
@@ -130,7 +120,7 @@ def _coarse(rows, history, vocab, data, model_config, skipped):
             continue
         prompt = None
         if prev is not None and len(rows[prev]["semantic_ids"]) >= 2:
-            prompt = (np.asarray(rows[prev]["semantic_ids"]), codes_of(rows[prev]))
+            prompt = (np.asarray(rows[prev]["semantic_ids"]), codes_matrix(rows[prev]))
         with _naming(row):
             examples = coarse_examples(
                 sem, codes, vocab,
@@ -153,13 +143,13 @@ def _coarse(rows, history, vocab, data, model_config, skipped):
 def _fine(rows, history, vocab, data, rng, skipped):
     out = []
     for row, prev in zip(rows, history, strict=True):
-        codes = codes_of(row)
+        codes = codes_matrix(row)
         if codes.shape[1] == 0:
             skipped["empty_tokens"] += 1
             continue
         n_history = 0
         if prev is not None:
-            prompt = codes_of(rows[prev])
+            prompt = codes_matrix(rows[prev])
             n_history = min(data.window // 2, prompt.shape[1])
             codes = np.concatenate([prompt[:, prompt.shape[1] - n_history :], codes], axis=1)
         with _naming(row):

@@ -16,6 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bark_kedro.models.layout import (
+    fine_windows,
+    flatten_coarse,
+    id_array,
+    semantic_prompt,
+    semantic_to_coarse_ratio,
+    trim_coarse_history,
+)
 from bark_kedro.models.tokens import BARK_VOCAB, COARSE_RATE_HZ, SEMANTIC_RATE_HZ, BarkVocab
 
 
@@ -49,19 +57,8 @@ class Example:
         return 0
 
 
-def _ids(values, name: str, high: int, ndim: int = 1) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array of ids, got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer ids, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() >= high):
-        raise ValueError(f"{name} must lie in [0, {high}), got [{arr.min()}, {arr.max()}]")
-    return arr.astype(np.int64)
-
-
 def _pad_right(arr: np.ndarray, size: int, value: int) -> np.ndarray:
-    return np.concatenate([arr, np.full(size - len(arr), value, dtype=np.int64)])
+    return np.concatenate([arr, np.full(size - len(arr), value, dtype=np.int32)])
 
 
 # ----------------------------------------------------------------------------- semantic
@@ -85,10 +82,8 @@ def semantic_example(
     ``block_size - context_len`` generated positions, or when the text is longer than
     ``context_len`` and ``truncate_text`` is off (generation would cut it).
     """
-    text = _ids(text_ids, "text_ids", vocab.text_vocab_size)
-    sem = _ids(semantic_ids, "semantic_ids", vocab.semantic_vocab_size)
-    hist = np.zeros(0, np.int64) if history_ids is None else _ids(
-        history_ids, "history_ids", vocab.semantic_vocab_size)
+    text = id_array(text_ids, "text_ids", vocab.text_vocab_size, allow_empty=True)
+    sem = id_array(semantic_ids, "semantic_ids", vocab.semantic_vocab_size, allow_empty=True)
     if len(text) == 0 or len(sem) == 0:
         raise ValueError("text_ids and semantic_ids must not be empty")
     if block_size <= context_len + 1:
@@ -96,11 +91,7 @@ def semantic_example(
     n = len(sem)
     if n + 1 > block_size - context_len or (len(text) > context_len and not truncate_text):
         return None
-    text_block = _pad_right(text[:context_len] + vocab.text_encoding_offset, context_len,
-                            vocab.text_pad_token)
-    hist_block = _pad_right(hist[len(hist) - min(len(hist), context_len):], context_len,
-                            vocab.semantic_pad_token)
-    inputs = np.concatenate([text_block, hist_block, [vocab.semantic_infer_token], sem])
+    inputs = np.concatenate([semantic_prompt(text, history_ids, vocab, context_len), sem])
     targets = np.zeros(context_len + 1 + n, np.int64)
     targets[context_len:] = np.append(sem, vocab.semantic_pad_token)  # EOS is the pad token
     mask = np.zeros(targets.shape, bool)
@@ -148,36 +139,6 @@ def previous_same_speaker(speakers: Sequence, rng: np.random.Generator,
 # ----------------------------------------------------------------------------- coarse
 
 
-def semantic_to_coarse_ratio(vocab: BarkVocab = BARK_VOCAB,
-                             semantic_rate_hz: float = SEMANTIC_RATE_HZ,
-                             coarse_rate_hz: float = COARSE_RATE_HZ) -> float:
-    """Interleaved coarse tokens per semantic token (Bark: 75 / 49.9 * 2)."""
-    return coarse_rate_hz / semantic_rate_hz * vocab.n_coarse_codebooks
-
-
-def flatten_coarse(codes, vocab: BarkVocab = BARK_VOCAB, name: str = "codes") -> np.ndarray:
-    """First ``n_coarse_codebooks`` rows of ``(n_codebooks, T)`` codes, interleaved frame by
-    frame and offset per codebook into coarse-model token ids."""
-    arr = _ids(codes, name, vocab.codebook_size, ndim=2)
-    k = vocab.n_coarse_codebooks
-    if arr.shape[0] < k:
-        raise ValueError(f"{name} needs at least {k} codebooks, got shape {arr.shape}")
-    offsets = vocab.semantic_vocab_size + np.arange(k)[:, None] * vocab.codebook_size
-    return (arr[:k] + offsets).ravel(order="F")
-
-
-def _trim_history(history, vocab, ratio, max_semantic_history):
-    """Cut a (semantic, codes) prompt as ``generate_coarse`` does."""
-    sem_h = _ids(history[0], "history semantic ids", vocab.semantic_vocab_size)
-    flat_h = flatten_coarse(history[1], vocab, "history codes")
-    n_sem = min(max_semantic_history, len(sem_h) - len(sem_h) % 2,
-                int(np.floor(len(flat_h) / ratio)))
-    if n_sem < 1:
-        raise ValueError("history is too short for the coarse prompt (needs >= 2 semantic ids)")
-    n_coarse = int(round(n_sem * ratio))
-    return sem_h[-n_sem:], flat_h[-n_coarse:][:-2]  # Bark drops the last frame ("alignment")
-
-
 def coarse_examples(
     semantic_ids,
     codes,
@@ -203,7 +164,7 @@ def coarse_examples(
     the windows needed to cover all tokens are kept, each also predicting the uncovered
     tokens of its coarse context. The prompt's own tokens are never targets.
     """
-    sem = _ids(semantic_ids, "semantic_ids", vocab.semantic_vocab_size)
+    sem = id_array(semantic_ids, "semantic_ids", vocab.semantic_vocab_size, allow_empty=True)
     new = flatten_coarse(codes, vocab)
     if len(sem) == 0 or len(new) == 0:
         raise ValueError("semantic_ids and codes must not be empty")
@@ -215,11 +176,11 @@ def coarse_examples(
     if sliding_window_len < 1 or max_coarse_history < 0:
         raise ValueError("sliding_window_len must be >= 1 and max_coarse_history >= 0")
     n_cb = vocab.n_coarse_codebooks
-    ratio = semantic_to_coarse_ratio(vocab, semantic_rate_hz, coarse_rate_hz)
+    ratio = semantic_to_coarse_ratio(n_cb, semantic_rate_hz, coarse_rate_hz)
     max_sem_hist = int(np.floor(max_coarse_history / ratio))
-    sem_h, coarse_h = (np.zeros(0, np.int64),) * 2
+    sem_h, coarse_h = (np.zeros(0, np.int32),) * 2
     if history is not None:
-        sem_h, coarse_h = _trim_history(history, vocab, ratio, max_sem_hist)
+        sem_h, coarse_h = trim_coarse_history(*history, vocab, ratio, max_coarse_history)
     n_steps = int(round(np.floor(len(sem) * ratio / n_cb) * n_cb))
     n_total = min(n_steps, len(new))
     sem_all = np.concatenate([sem_h, sem])
@@ -260,34 +221,6 @@ def _coarse_window(sem_win, coarse, loss_from, utt_start, vocab, semantic_window
 # ----------------------------------------------------------------------------- fine
 
 
-@dataclass(frozen=True)
-class FineWindow:
-    """One ``generate_fine`` window over ``[history | new]`` frames: it starts at ``start``,
-    fills from ``fill_start`` on, and codebooks beyond the given ones are known (history or
-    earlier windows) before ``known_end`` (all absolute frame indices)."""
-
-    start: int
-    fill_start: int
-    known_end: int
-
-
-def fine_windows(n_new: int, n_history: int = 0, window: int = 1024) -> list[FineWindow]:
-    """The windows ``generate_fine`` runs for ``n_new`` frames after ``n_history`` frames of
-    prompt (at most ``window // 2``); the hop is ``window // 2``."""
-    hop = window // 2
-    if n_new < 1 or not 0 <= n_history <= hop or window < 2:
-        raise ValueError(f"need n_new >= 1, 0 <= n_history <= {hop}, window >= 2; "
-                         f"got n_new={n_new}, n_history={n_history}, window={window}")
-    total = max(n_history + n_new, window)
-    n_loops = max(0, int(np.ceil((n_new - (window - n_history)) / hop))) + 1
-    out, known = [], n_history
-    for n in range(n_loops):
-        start = min(n * hop, total - window)
-        out.append(FineWindow(start, min(n_history + n * hop, total - hop), known))
-        known = start + window
-    return out
-
-
 def fine_examples(
     codes,
     vocab: BarkVocab = BARK_VOCAB,
@@ -307,7 +240,7 @@ def fine_examples(
     its input is padding but a frame exists. ``codebooks`` defaults to every predicted one
     (``n_codes_given..n_fine_codebooks-1``); with ``rng`` one is drawn per window instead.
     """
-    arr = _ids(codes, "codes", vocab.codebook_size, ndim=2)
+    arr = id_array(codes, "codes", vocab.codebook_size, ndim=2, allow_empty=True)
     n_cb, n_frames = vocab.n_fine_codebooks, arr.shape[1]
     if arr.shape[0] != n_cb:
         raise ValueError(f"codes must have {n_cb} codebooks, got shape {arr.shape}")

@@ -15,6 +15,7 @@ import jax
 from flax import nnx
 
 from bark_kedro.models import (
+    BARK_VOCAB,
     GPT,
     BarkVocab,
     FineGPT,
@@ -25,7 +26,8 @@ from bark_kedro.models import (
     fine_config,
     semantic_config,
 )
-from bark_kedro.training.config import STAGES, ModelInitConfig
+from bark_kedro.models.layout import STAGES
+from bark_kedro.training.config import ModelInitConfig
 
 Model = GPT | FineGPT
 CONFIG_BUILDERS = {"semantic": semantic_config, "coarse": coarse_config, "fine": fine_config}
@@ -167,3 +169,34 @@ def build_stage_model(stage: str, vocab: BarkVocab, init: ModelInitConfig, seed:
     if init.freeze_layers >= 0:
         freeze_layers(model, init.freeze_layers)
     return model
+
+
+def stage_vocabulary(
+    init: ModelInitConfig, text_vocab_size: int, semantic_vocab_size: int
+) -> BarkVocab:
+    """The token layout a stage trains with.
+
+    From scratch: Bark's layout built around the tokenizers' vocabularies. From an official
+    checkpoint (suno, transformers): Bark's own vocabulary, which the tokenizers must match.
+    From one of the project's Orbax models: the vocabulary stored in its config.
+    """
+    if init.init_from == "scratch":
+        return BarkVocab.build(text_vocab_size, semantic_vocab_size)
+    if init.init_from == "orbax":
+        from bark_kedro.models import load_config
+
+        return load_config(init.checkpoint).vocab
+    vocab = BARK_VOCAB
+    if semantic_vocab_size != vocab.semantic_vocab_size:
+        raise ValueError(
+            f"fine-tuning an official {init.init_from!r} checkpoint needs Bark's "
+            f"{vocab.semantic_vocab_size} semantic ids, but the semantic tokenizer has "
+            f"{semantic_vocab_size} clusters (tokenize with a Bark-compatible quantizer)"
+        )
+    if text_vocab_size > vocab.text_vocab_size:
+        raise ValueError(
+            f"fine-tuning an official {init.init_from!r} checkpoint needs the 'bark' text "
+            f"tokenizer ({vocab.text_vocab_size} ids), but the text tokenizer has "
+            f"{text_vocab_size}"
+        )
+    return vocab

@@ -10,12 +10,13 @@ from bark_kedro.evaluation.audio_metrics import summarize
 from bark_kedro.evaluation.end_to_end import heldout_targets, stage_metrics, synthesize_heldout
 from bark_kedro.evaluation.hearing import Listener, drop_codec_dependent, listen_to_heldout
 from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics
+from bark_kedro.generation import make_synthesizer
 from bark_kedro.pipelines.evaluate.params import EvaluateParams
-from bark_kedro.pipelines.synthesize.nodes import make_synthesizer
 from bark_kedro.pipelines.synthesize.params import GenerationParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
 from bark_kedro.pipelines.train.params import TrainStageParams
-from bark_kedro.tokenizers.codec import CodecTokenizer, codec_description
+from bark_kedro.tokenizers.codec import Codec, codec_description
+from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 
 
 def teacher_forced_metrics(
@@ -47,7 +48,7 @@ def synthesize_heldout_utterances(
     coarse_model: Any,
     fine_model: Any,
     text_tokenizer: dict[str, Any],
-    codec_model: CodecTokenizer,
+    codec_model: Codec,
     utterances: pd.DataFrame,
     semantic_tokens: pd.DataFrame,
     codec_tokens: pd.DataFrame,
@@ -55,8 +56,11 @@ def synthesize_heldout_utterances(
     params: EvaluateParams,
 ) -> list[UtteranceEvaluation]:
     """Synthesize held-out texts and compare each with its recording through the codec."""
-    synthesizer = make_synthesizer(semantic_model, coarse_model, fine_model, text_tokenizer,
-                                   codec_model, generation)
+    synthesizer = make_synthesizer(
+        semantic_model, coarse_model, fine_model, text_tokenizer_from_dict(text_tokenizer),
+        codec_model, generation.config, fit_windows_to_models=generation.fit_windows_to_models,
+        bfloat16=generation.bfloat16,
+    )
     targets = heldout_targets(utterances, codec_tokens, params.n_utterances)
     return synthesize_heldout(synthesizer, targets, semantic_tokens, codec_tokens,
                               voice=params.voice, seed=params.seed)
@@ -78,7 +82,7 @@ def hear_heldout_utterances(
 def evaluation_report(
     evaluations: list[UtteranceEvaluation],
     teacher_forced: dict[str, dict[str, float]],
-    codec_model: CodecTokenizer,
+    codec_model: Codec,
     hearing_models: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The report folder's content and the MLflow metrics (same names in every run). Through

@@ -1,21 +1,28 @@
 """Wiring of the training template; ``create_stage_pipeline(stage)`` instantiates it."""
 
+from functools import partial
+from typing import get_type_hints
+
 from kedro.pipeline import Pipeline, node, pipeline
 
-from .nodes import stage_trainer
+from bark_kedro.models.layout import STAGES
 
-STAGES = ("semantic", "coarse", "fine")
+from .nodes import train_stage
+
 TOKEN_TABLES = ("text_tokens", "semantic_tokens", "codec_tokens")
 TOKENIZERS = ("text_tokenizer", "semantic_tokenizer")
 
 
 def _template(stage: str) -> Pipeline:
+    trainer = partial(train_stage, stage=stage)
+    trainer.__name__ = trainer.__qualname__ = f"train_{stage}"  # for kedro-viz and the logs
+    trainer.__annotations__ = get_type_hints(train_stage)  # so Kedro validates the params
     return pipeline(
         [
             node(
-                stage_trainer(stage),
+                trainer,
                 inputs=[*TOKEN_TABLES, *TOKENIZERS, "params:train"],
-                outputs=["model", "summary", "metrics", "tags"],
+                outputs=["model", "summary", "tags"],
                 name="train",
             ),
         ]
@@ -33,7 +40,6 @@ def create_stage_pipeline(stage: str) -> Pipeline:
         outputs={
             "model": f"{stage}_model",
             "summary": f"train_{stage}_summary",
-            "metrics": f"train_{stage}_metrics",
             "tags": f"train_{stage}_tags",
         },
         parameters={"params:train": f"params:train_{stage}"},

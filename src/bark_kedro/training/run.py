@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,45 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bark_kedro.models import BARK_VOCAB, BarkVocab
+from bark_kedro.models import BarkVocab
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
 from bark_kedro.training.data import NEEDED, build_stage_examples
-from bark_kedro.training.loop import TrainResult, train
-from bark_kedro.training.model_init import build_stage_model
-
-MetricsCallback = Callable[[int, dict[str, float]], None]
-
-
-def stage_vocabulary(
-    init: ModelInitConfig, text_vocab_size: int, semantic_vocab_size: int
-) -> BarkVocab:
-    """The token layout a stage trains with.
-
-    From scratch: Bark's layout built around the tokenizers' vocabularies. From an official
-    checkpoint (suno, transformers): Bark's own vocabulary, which the tokenizers must match.
-    From one of the project's Orbax models: the vocabulary stored in its config.
-    """
-    if init.init_from == "scratch":
-        return BarkVocab.build(text_vocab_size, semantic_vocab_size)
-    if init.init_from == "orbax":
-        from bark_kedro.models import load_config
-
-        return load_config(init.checkpoint).vocab
-    vocab = BARK_VOCAB
-    if semantic_vocab_size != vocab.semantic_vocab_size:
-        raise ValueError(
-            f"fine-tuning an official {init.init_from!r} checkpoint needs Bark's "
-            f"{vocab.semantic_vocab_size} semantic ids, but the semantic tokenizer has "
-            f"{semantic_vocab_size} clusters (tokenize with a Bark-compatible quantizer)"
-        )
-    if text_vocab_size > vocab.text_vocab_size:
-        raise ValueError(
-            f"fine-tuning an official {init.init_from!r} checkpoint needs the 'bark' text "
-            f"tokenizer ({vocab.text_vocab_size} ids), but the text tokenizer has "
-            f"{text_vocab_size}"
-        )
-    return vocab
-
+from bark_kedro.training.loop import MetricsCallback, TrainResult, train
+from bark_kedro.training.model_init import build_stage_model, stage_vocabulary
 
 TOKEN_COLUMNS = {"text_tokens": "text_ids", "semantic_tokens": "semantic_ids", "codec_tokens": "codes"}
 
@@ -86,12 +52,14 @@ def run_fingerprint(
 
 @dataclass
 class StageRun:
-    """A finished stage training: the loop's result plus what the examples were made of."""
+    """A finished stage training: the loop's result plus what the examples were made of
+    and how they were laid out."""
 
     result: TrainResult
     vocab: BarkVocab
     example_counts: dict[str, dict[str, int]]
     run_dir: Path
+    data_layout: dict[str, Any]  # the data config with its sizes resolved for the model
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -159,4 +127,5 @@ def train_stage_from_tables(
         on_metrics=on_metrics,
         on_eval=on_eval,
     )
-    return StageRun(result, vocab, counts, run_dir)
+    layout = data.resolved(model.config.block_size).to_dict()
+    return StageRun(result, vocab, counts, run_dir, layout)
