@@ -28,11 +28,11 @@ def test_viz_build_shows_the_lineage_from_corpus_to_report(project_copy: Path) -
     names = {node["id"]: node.get("full_name", node["name"]) for node in graph["nodes"]}
     tasks = {names[node["id"]] for node in graph["nodes"] if node["type"] == "task"}
     assert {"list_source_utterances", "ingest_utterances", "summarize_ingest"} <= tasks
-    assert {"train_semantic.train", "train_coarse.train", "train_fine.train"} <= tasks
+    assert {f"train_{s}.fit_{s}_model" for s in ("semantic", "coarse", "fine")} <= tasks
 
     # every model is downstream of the token tables: the edges reach it from codec_tokens
     edges = {(names[e["source"]], names[e["target"]]) for e in graph["edges"]}
     for stage in ("semantic", "coarse", "fine"):
-        assert ("codec_tokens", f"train_{stage}.train") in edges
-        assert (f"train_{stage}.train", f"{stage}_model") in edges
+        assert ("codec_tokens", f"train_{stage}.fit_{stage}_model") in edges
+        assert (f"train_{stage}.fit_{stage}_model", f"{stage}_model") in edges
         assert (f"{stage}_model", "synthesize_text") in edges

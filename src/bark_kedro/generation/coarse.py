@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
 from bark_kedro.generation._common import (
     KeyLike,
@@ -43,6 +42,7 @@ from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.gpt import GPT
 from bark_kedro.models.layout import id_array, trim_coarse_history, unflatten_coarse
 from bark_kedro.models.tokens import BarkVocab
+from bark_kedro.progress import progress_bar
 
 N_PROMPT_BUCKETS = 4  # coarse-history lengths are padded up to a quarter of the maximum
 
@@ -165,7 +165,7 @@ def generate_coarse(
     n_windows = -(-max(n_steps) // window)
     bucket = max(1, -(-hist_len // N_PROMPT_BUCKETS))  # prompt lengths compiled: a few
     cache, last_ids, starts = None, None, np.full(len(rows), -1)
-    for j in tqdm(range(n_windows), desc="coarse windows", disable=not progress, leave=False):
+    for j in progress_bar(range(n_windows), desc="coarse windows", disable=not progress, nested=True):
         step = j * window
         n_new = np.clip(np.asarray(n_steps) - step, 0, window).astype(np.int32)
         active = n_new > 0

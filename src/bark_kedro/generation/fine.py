@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
 from bark_kedro.generation._common import (
     KeyLike,
@@ -33,6 +32,7 @@ from bark_kedro.generation.config import GenerationConfig
 from bark_kedro.generation.sampling import sample_next, step_keys
 from bark_kedro.models.fine_gpt import FineGPT
 from bark_kedro.models.layout import fine_buffer_length, fine_windows, id_array
+from bark_kedro.progress import progress_bar
 
 
 @partial(jax.jit, static_argnames=("graphdef", "n_given", "greedy"))
@@ -104,7 +104,7 @@ def generate_fine(
     greedy = config.fine_temperature is None
     temperature = jnp.float32(1.0 if greedy else config.fine_temperature)
     n_windows = max(len(windows) for _, _, windows in plans)
-    for j in tqdm(range(n_windows), desc="fine windows", disable=not progress, leave=False):
+    for j in progress_bar(range(n_windows), desc="fine windows", disable=not progress, nested=True):
         spans = [(w.start, w.fill_start) for w in
                  (windows[min(j, len(windows) - 1)] for _, _, windows in plans)]
         batch = np.stack([buf[s: s + window] for buf, (s, _) in zip(buffers, spans, strict=True)])

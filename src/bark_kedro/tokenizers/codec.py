@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from encodec import EncodecModel
 from encodec.quantization import core_vq
-from tqdm.auto import tqdm
 
+from bark_kedro.progress import progress_bar
 from bark_kedro.tokenizers._checks import check_sample_rate
 from bark_kedro.tokenizers.codec_encoder import (
     ParallelEncoder,
@@ -246,7 +246,7 @@ class CodecTokenizer:
                                      [[pieces[k][2] for k in g] for g in groups],
                                      self.cpu_workers)
         out = {}
-        with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
+        with progress_bar(total=total, unit="audio-s", disable=not progress, nested=True,
                   desc="EnCodec") as bar:
             for group, codes in zip(groups, results, strict=True):
                 out.update(zip(group, codes, strict=True))

@@ -27,8 +27,8 @@ import torch
 from encodec import EncodecModel
 from encodec.modules.conv import SConv1d
 from encodec.modules.lstm import SLSTM
-from tqdm.auto import tqdm
 
+from bark_kedro.progress import progress_bar
 from bark_kedro.tokenizers._checks import mono_float32
 from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_SAMPLE_RATE, codec_frame_count
 
@@ -95,7 +95,7 @@ def run_padded(pieces: list[Piece], step, device: str, batch_size: int, max_batc
     to each piece's frames, keyed by piece index."""
     out = {}
     total = sum(len(p[2]) for p in pieces) / CODEC_SAMPLE_RATE
-    with tqdm(total=round(total, 2), unit="audio-s", disable=not progress,
+    with progress_bar(total=total, unit="audio-s", disable=not progress, nested=True,
               desc="EnCodec") as bar, torch.inference_mode():
         for batch in _batches(pieces, batch_size, max_batch_samples):
             x = np.zeros((len(batch), 1, len(pieces[batch[0]][2])), np.float32)

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from bark_kedro.audio.io import load_audio
+from bark_kedro.progress import progress_bar
 from bark_kedro.tokenizers.codec import Codec, CodecTokenizer, codec_description
 from bark_kedro.tokenizers.codec_encoder import intra_op_threads
 from bark_kedro.tokenizers.config import CodecConfig, SemanticConfig, TextConfig
@@ -97,7 +97,7 @@ class _Meter:
     """A tqdm bar in audio seconds (rate: audio-s/s) and the stage's throughput figures."""
 
     def __init__(self, seconds: float, desc: str, progress: bool):
-        self.bar = tqdm(total=round(float(seconds), 2), unit="audio-s", desc=desc,
+        self.bar = progress_bar(total=float(seconds), unit="audio-s", desc=desc,
                         disable=not progress, dynamic_ncols=True)
         self.started = time.perf_counter()
         self.audio_s = 0.0

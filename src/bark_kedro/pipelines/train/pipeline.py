@@ -23,7 +23,7 @@ def _template(stage: str) -> Pipeline:
                 trainer,
                 inputs=[*TOKEN_TABLES, *TOKENIZERS, "params:train"],
                 outputs=["model", "summary", "tags"],
-                name="train",
+                name=f"fit_{stage}_model",  # distinct in kedro-viz's expanded view
             ),
         ]
     )
