@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model  # benchmarks/machine.py
 
 from bark_kedro.tokenizers.bark_semantic import (
     BarkHubertQuantizer,
@@ -32,14 +32,6 @@ from bark_kedro.tokenizers.features import SSLExtractor, build_ssl_model
 SR = 16_000
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def clips(n: int) -> list[np.ndarray]:

@@ -11,13 +11,12 @@ adapters do (rank, alpha and targets from the command line).
 from __future__ import annotations
 
 import argparse
-import platform
-from pathlib import Path
 
 import jax
 import numpy as np
 import optax
 from flax import nnx
+from machine import cpu_model  # benchmarks/machine.py
 
 from bark_kedro.models import build_model, coarse_config, fine_config, semantic_config
 from bark_kedro.models.lora import LoRAConfig, add_lora, parameter_counts, split_trainable
@@ -25,11 +24,6 @@ from bark_kedro.models.lora import LoRAConfig, add_lora, parameter_counts, split
 STAGES = {"semantic": semantic_config, "coarse": coarse_config, "fine": fine_config}
 
 
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def state_bytes(tree) -> int:

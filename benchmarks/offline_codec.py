@@ -11,22 +11,11 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import platform
 import time
 
 import numpy as np
 import pandas as pd
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from machine import cpu_model  # benchmarks/machine.py
 
 
 def latest_utterances(root: str) -> pd.DataFrame:

@@ -16,7 +16,6 @@ frame is the argmax of the logits (the published models end in a log-softmax, wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -29,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from bark_kedro.atomic_files import file_digest
 
 BARK_SEMANTIC_VOCAB = 10_000
 INFO_ENTRY = ".info"
@@ -139,14 +140,6 @@ def write_quantizer_file(path: str | Path, net: BarkQuantizerNet) -> Path:
         tmp_dir.rmdir()
     return path
 
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(eq=False)
