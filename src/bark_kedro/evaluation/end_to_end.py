@@ -1,53 +1,24 @@
-"""Held-out evaluation of trained stages: teacher-forced metrics and end-to-end synthesis.
+"""Held-out end-to-end synthesis of trained stages, compared with the recordings.
 
-Kedro-agnostic glue between the training library (validation examples, teacher-forced
-loss/accuracy), the generation library (the three loops) and the audio metrics here.
+Kedro-agnostic glue between the generation library (the three loops) and the audio
+metrics here. The teacher-forced metrics per stage are training-library work
+(:func:`bark_kedro.training.run.stage_metrics`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from bark_kedro.evaluation.audio_metrics import compare_utterance
 from bark_kedro.evaluation.report import UtteranceEvaluation
 from bark_kedro.generation.sampling import row_keys
 from bark_kedro.generation.synthesis import Synthesizer
 from bark_kedro.generation.voice import VoicePrompt
-from bark_kedro.models.layout import STAGES
 from bark_kedro.tokenizers.tables import codes_matrix as codes_of
-from bark_kedro.training import StageDataConfig, build_stage_examples, evaluate_examples
 
 VOICE_CHOICES = ("same_speaker", "none")
-
-
-def stage_metrics(
-    models: Mapping[str, Any],
-    tables: Mapping[str, pd.DataFrame],
-    data_configs: Mapping[str, StageDataConfig],
-    tokens_per_batch: int = 4096,
-    seed: int = 0,
-) -> dict[str, dict[str, float]]:
-    """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split."""
-    out = {}
-    for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
-        model = models[stage]
-        examples, counts = build_stage_examples(
-            stage, tables.get("text_tokens"), tables.get("semantic_tokens"),
-            tables.get("codec_tokens"), model.config.vocab, data_configs[stage], model.config,
-            split="validation", seed=seed,
-        )
-        if not examples:
-            raise ValueError(f"no {stage} validation examples to evaluate: {counts}")
-        metrics = evaluate_examples(model, examples, stage, tokens_per_batch,
-                                    data_config=data_configs[stage])
-        out[stage] = {**metrics, "examples": float(len(examples))}
-    return out
 
 
 def _prompt_of(semantic_row: pd.Series, codec_row: pd.Series, n_coarse: int) -> VoicePrompt:

