@@ -96,6 +96,16 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
     assert any(a.path == "evaluation/index.html"
                for a in client.list_artifacts(run.info.run_id, "evaluation"))
 
+    # Editing the training parameters after the runs changes nothing in how their models
+    # are evaluated: each layout comes from the metadata saved with its model.
+    run_pipeline(project_copy, "evaluate", {
+        **EVALUATE, "evaluate.hearing.enabled": False,
+        "train_semantic.data.history_drop_prob": 0.0,
+        "train_coarse.data.semantic_window": 8, "train_fine.data.window": 8})
+    again = json.loads((project_copy / "data/08_reporting/evaluation/report.json").read_text())
+    for stage in STAGES:
+        assert again["stage_metrics"][stage] == pytest.approx(report["stage_metrics"][stage])
+
     run_pipeline(project_copy, "synthesize", {"synthesize.text": "Hello there. Good morning."})
     (wav,) = (project_copy / "data/07_model_output/synthesized.wav").glob("*/synthesized.wav")
     audio, rate = sf.read(wav)

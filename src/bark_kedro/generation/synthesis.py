@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -208,16 +209,19 @@ def make_synthesizer(
     *,
     fit_windows_to_models: bool = True,
     bfloat16: bool = False,
+    coarse_layout: Mapping[str, Any] | None = None,
+    fine_layout: Mapping[str, Any] | None = None,
 ) -> Synthesizer:
     """A :class:`Synthesizer` whose coarse and fine windows are, with
     ``fit_windows_to_models``, those the models were trained with
-    (:func:`~bark_kedro.generation.windows.fit_windows`), generating in bfloat16 weights
-    with ``bfloat16``."""
+    (:func:`~bark_kedro.generation.windows.fit_windows`, given the models' training data
+    layouts when known), generating in bfloat16 weights with ``bfloat16``."""
     from bark_kedro.generation.windows import fit_windows
 
     config = GenerationConfig() if config is None else config
     if fit_windows_to_models:
-        config = fit_windows(config, coarse_model.config, fine_model.config)
+        config = fit_windows(config, coarse_model.config, fine_model.config,
+                             coarse_layout=coarse_layout, fine_layout=fine_layout)
     weights_dtype = None
     if bfloat16:
         import jax.numpy as jnp

@@ -14,10 +14,9 @@ from bark_kedro.generation import make_synthesizer
 from bark_kedro.pipelines.evaluate.params import EvaluateParams
 from bark_kedro.pipelines.synthesize.params import GenerationParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
-from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.tokenizers.codec import Codec, codec_description
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
-from bark_kedro.training import stage_metrics
+from bark_kedro.training import StageDataConfig, stage_metrics
 
 
 def teacher_forced_metrics(
@@ -27,18 +26,19 @@ def teacher_forced_metrics(
     text_tokens: pd.DataFrame,
     semantic_tokens: pd.DataFrame,
     codec_tokens: pd.DataFrame,
-    semantic_training: TrainStageParams,
-    coarse_training: TrainStageParams,
-    fine_training: TrainStageParams,
+    semantic_layout: dict[str, Any],
+    coarse_layout: dict[str, Any],
+    fine_layout: dict[str, Any],
     params: EvaluateParams,
 ) -> dict[str, dict[str, float]]:
-    """Validation loss, perplexity, top-1/top-10 per stage, with the training layouts."""
+    """Validation loss, perplexity, top-1/top-10 per stage, its examples laid out as the
+    model's training did (the data layout saved with each model)."""
     return stage_metrics(
         {"semantic": semantic_model, "coarse": coarse_model, "fine": fine_model},
         {"text_tokens": text_tokens, "semantic_tokens": semantic_tokens,
          "codec_tokens": codec_tokens},
-        {"semantic": semantic_training.data, "coarse": coarse_training.data,
-         "fine": fine_training.data},
+        {"semantic": StageDataConfig(**semantic_layout),
+         "coarse": StageDataConfig(**coarse_layout), "fine": StageDataConfig(**fine_layout)},
         tokens_per_batch=params.tokens_per_batch,
         seed=params.seed,
     )
@@ -48,6 +48,8 @@ def synthesize_heldout_utterances(
     semantic_model: Any,
     coarse_model: Any,
     fine_model: Any,
+    coarse_layout: dict[str, Any],
+    fine_layout: dict[str, Any],
     text_tokenizer: dict[str, Any],
     codec_model: Codec,
     utterances: pd.DataFrame,
@@ -56,11 +58,12 @@ def synthesize_heldout_utterances(
     generation: GenerationParams,
     params: EvaluateParams,
 ) -> list[UtteranceEvaluation]:
-    """Synthesize held-out texts and compare each with its recording through the codec."""
+    """Synthesize held-out texts and compare each with its recording through the codec
+    (windows fitted with the coarse and fine models' saved training layouts)."""
     synthesizer = make_synthesizer(
         semantic_model, coarse_model, fine_model, text_tokenizer_from_dict(text_tokenizer),
         codec_model, generation.config, fit_windows_to_models=generation.fit_windows_to_models,
-        bfloat16=generation.bfloat16,
+        bfloat16=generation.bfloat16, coarse_layout=coarse_layout, fine_layout=fine_layout,
     )
     targets = heldout_targets(utterances, codec_tokens, params.n_utterances)
     return synthesize_heldout(synthesizer, targets, semantic_tokens, codec_tokens,

@@ -10,24 +10,24 @@ from .nodes import (
 )
 
 MODELS = ["semantic_model", "coarse_model", "fine_model"]
+LAYOUTS = ["semantic_model_data_layout", "coarse_model_data_layout", "fine_model_data_layout"]
 TOKENS = ["text_tokens", "semantic_tokens", "codec_tokens"]
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Trained models + held-out tokens -> stage metrics, synthesized audio, report."""
+    """Trained models (with the data layouts saved with them) + held-out tokens -> stage
+    metrics, synthesized audio, report."""
     return pipeline(
         [
             node(
                 teacher_forced_metrics,
-                inputs=[*MODELS, *TOKENS, "params:train_semantic",
-                        "params:train_coarse", "params:train_fine",
-                        "params:evaluate"],
+                inputs=[*MODELS, *TOKENS, *LAYOUTS, "params:evaluate"],
                 outputs="teacher_forced_metrics",
                 name="teacher_forced_metrics",
             ),
             node(
                 synthesize_heldout_utterances,
-                inputs=[*MODELS, "text_tokenizer", "codec_model", "utterances",
+                inputs=[*MODELS, *LAYOUTS[1:], "text_tokenizer", "codec_model", "utterances",
                         "semantic_tokens", "codec_tokens", "params:generation",
                         "params:evaluate"],
                 outputs="heldout_synthesis",
