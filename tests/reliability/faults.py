@@ -18,6 +18,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from bark_kedro.pipelines.tracking import dataset_versions
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKENIZE_FAST = ("tokenize.progress=False,tokenize.semantic.n_clusters=8,"
                  "tokenize.semantic.max_iter=10,tokenize.codec.kmeans_iters=2,"
@@ -208,11 +210,13 @@ def concurrent_ingests(root: Path, corpora: list[tuple[Path, set[str]]]) -> dict
         "ingest.source.kind=manifest", f"ingest.source.path={path}", "ingest.progress=False"]),
         log=root / f"ingest{i}.log") for i, (path, _) in enumerate(corpora)]
     codes = [run.wait(timeout=900) for run in runs]
+    client = mlflow.MlflowClient(f"sqlite:///{project}/data/09_tracking/mlflow.db")
     by_source = {run.data.params.get("ingest.source.path"): run for run in mlflow_runs(project)}
     own = []
     for path, ids in corpora:
         run = by_source.get(str(path))
-        version = run.data.tags.get("dataset.utterances.written_version") if run else None
+        version = (dataset_versions(client.get_run(run.info.run_id), "written").get("utterances")
+                   if run else None)
         table = (versioned_table(project, "data/03_primary/utterances.parquet", version)
                  if version else pd.DataFrame({"utterance_id": []}))
         own.append(set(table["utterance_id"]) == ids)

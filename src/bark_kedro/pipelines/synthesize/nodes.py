@@ -8,7 +8,7 @@ import numpy as np
 
 from bark_kedro.generation import make_synthesizer
 from bark_kedro.pipelines.synthesize.params import GenerationParams, SynthesizeParams
-from bark_kedro.tokenizers.codec import CodecTokenizer
+from bark_kedro.tokenizers.codec import Codec
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 
 
@@ -17,7 +17,7 @@ def synthesize_text(
     coarse_model: Any,
     fine_model: Any,
     text_tokenizer: dict[str, Any],
-    codec_model: CodecTokenizer,
+    codec_model: Codec,
     generation: GenerationParams,
     params: SynthesizeParams,
 ) -> np.ndarray:
