@@ -85,18 +85,6 @@ DEVICE_TAG_KEYS = ("platform", "device_kind", "device_count", "process_count", "
                    "jax_version")
 # Device facts that say nothing on the process that logs (process 0, all its devices).
 DROPPED_DEVICE_TAG_KEYS = ("local_device_count", "process_index")
-# Fields of a stage's `data` parameters that only another stage reads (training.StageDataConfig);
-# the history settings also shape the coarse and fine voice prompts, so they stay everywhere.
-OTHER_STAGES_DATA = {
-    "semantic": ("semantic_window", "max_coarse_history", "sliding_window_len",
-                 "loss_on_history", "semantic_rate_hz", "coarse_rate_hz", "n_codes_given",
-                 "window", "codebooks"),
-    "coarse": ("truncate_text", "n_codes_given", "window", "codebooks"),
-    "fine": ("truncate_text", "semantic_window", "max_coarse_history", "sliding_window_len",
-             "loss_on_history", "semantic_rate_hz", "coarse_rate_hz"),
-}
-
-
 def _is_parameter(name: str) -> bool:
     return name.startswith("params:") or name == "parameters"
 
@@ -127,7 +115,11 @@ def _belongs_to_another_stage(key: str) -> bool:
     """``train_fine.data.semantic_window``: a coarse setting in the fine stage's parameters."""
     head, _, rest = key.partition(".data.")
     stage = head.removeprefix("train_")
-    return head.startswith("train_") and rest in OTHER_STAGES_DATA.get(stage, ())
+    if not head.startswith("train_"):
+        return False
+    from bark_kedro.training.config import DATA_FIELDS_OF_OTHER_STAGES  # jax only when needed
+
+    return rest in DATA_FIELDS_OF_OTHER_STAGES.get(stage, ())
 
 
 class MlflowRunHook(MlflowHook):

@@ -74,16 +74,23 @@ class PocketSphinxRecognizer:
         return hyp.hypstr if hyp is not None else ""
 
 
+def local_model_folder(path: str | Path, what: str, expected: str) -> Path:
+    """``path`` as a folder holding a transformers ``config.json``; else a FileNotFoundError
+    saying what was expected there (real-work models are never downloaded)."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no {what} at {str(path)!r} (expected {expected}); models are "
+                                f"never downloaded here")
+    return path
+
+
 class WhisperRecognizer:
     """Whisper (any size) loaded by ``transformers`` from the local folder ``path`` only."""
 
     def __init__(self, path: str | Path, device: str = "cpu", language: str = "en"):
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no Whisper model at {str(path)!r} (expected a folder with config.json, e.g. "
-                f"from WhisperForConditionalGeneration.save_pretrained or a Hugging Face cache "
-                f"snapshot); models are never downloaded here")
+        path = local_model_folder(path, "Whisper model", "a folder with config.json, e.g. from "
+                                  "WhisperForConditionalGeneration.save_pretrained or a Hugging "
+                                  "Face cache snapshot")
         try:
             from transformers import pipeline
         except ImportError as err:

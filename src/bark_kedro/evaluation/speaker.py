@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from bark_kedro.evaluation.intelligibility import ASR_SAMPLE_RATE, to_16k
+from bark_kedro.evaluation.intelligibility import ASR_SAMPLE_RATE, local_model_folder, to_16k
 
 SPEAKER_KINDS = ("resemblyzer", "wavlm")
 
@@ -67,12 +67,8 @@ class WavLMSpeakerEncoder:
     """A ``WavLMForXVector`` checkpoint and its feature extractor from the folder ``path``."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"no speaker model at {str(path)!r} (expected a WavLMForXVector folder with "
-                f"config.json and weights, e.g. from save_pretrained); models are never "
-                f"downloaded here")
+        path = local_model_folder(path, "speaker model", "a WavLMForXVector folder with "
+                                  "config.json and weights, e.g. from save_pretrained")
         try:
             from transformers import AutoFeatureExtractor, WavLMForXVector
         except ImportError as err:

@@ -122,6 +122,18 @@ class MeshConfig(_Replaceable):
         return data, self.fsdp
 
 
+# StageDataConfig fields that only another stage's examples read (left out of a stage's records);
+# the history settings also shape the coarse and fine voice prompts, so they stay everywhere.
+DATA_FIELDS_OF_OTHER_STAGES = {
+    "semantic": ("semantic_window", "max_coarse_history", "sliding_window_len",
+                 "loss_on_history", "semantic_rate_hz", "coarse_rate_hz", "n_codes_given",
+                 "window", "codebooks"),
+    "coarse": ("truncate_text", "n_codes_given", "window", "codebooks"),
+    "fine": ("truncate_text", "semantic_window", "max_coarse_history", "sliding_window_len",
+             "loss_on_history", "semantic_rate_hz", "coarse_rate_hz"),
+}
+
+
 @dataclass(frozen=True)
 class StageDataConfig(_Replaceable):
     """Layout options of the training examples of one stage.
