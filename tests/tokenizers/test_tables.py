@@ -6,6 +6,7 @@ import pytest
 
 from bark_kedro.tokenizers.tables import (
     CODEC_TOKEN_COLUMNS,
+    TOKENIZER_STEPS,
     check_utterances,
     codec_tokens_table,
     codes_column,
@@ -60,6 +61,13 @@ def test_id_columns_keep_their_dtypes_through_parquet():
     assert semantic.semantic_ids[0].dtype == np.int32
     empty = parquet_round_trip(rejected_table([]))
     assert list(empty.columns) == ["utterance_id", "stage", "reason"] and empty.empty
+
+
+def test_rejected_rows_name_one_of_the_tokenizer_steps():
+    rows = [{"utterance_id": "a", "stage": step, "reason": "r"} for step in TOKENIZER_STEPS]
+    assert list(rejected_table(rows).stage) == ["text", "semantic", "codec"]
+    with pytest.raises(ValueError, match=r"unknown tokenizer step\(s\) \['coarse'\]"):
+        rejected_table([{"utterance_id": "a", "stage": "coarse", "reason": "r"}])
 
 
 def test_check_utterances_names_the_problem():

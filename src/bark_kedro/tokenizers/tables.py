@@ -25,7 +25,8 @@ SEMANTIC_TOKEN_COLUMNS = ["utterance_id", "speaker", "split", "duration_s", "sem
 CODEC_TOKEN_COLUMNS = ["utterance_id", "speaker", "split", "duration_s", "n_codebooks",
                        "n_frames", "codes"]
 REJECTED_COLUMNS = ["utterance_id", "stage", "reason"]
-STAGES = ("text", "semantic", "codec")
+# the tokenizers a rejected utterance can fail in (the `stage` column of rejected_tokenization)
+TOKENIZER_STEPS = ("text", "semantic", "codec")
 UTTERANCE_COLUMNS = ["utterance_id", "speaker", "split", "text", "duration_s",
                      "audio_16k_path", "audio_24k_path"]
 
@@ -90,7 +91,12 @@ def codec_tokens_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def rejected_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """A ``rejected_tokenization`` table from ``{utterance_id, stage, reason}`` dicts."""
+    """A ``rejected_tokenization`` table from ``{utterance_id, stage, reason}`` dicts
+    (``stage`` is one of :data:`TOKENIZER_STEPS`)."""
+    unknown = sorted({str(row["stage"]) for row in rows} - set(TOKENIZER_STEPS))
+    if unknown:
+        raise ValueError(f"rejected_tokenization rows name unknown tokenizer step(s) {unknown}; "
+                         f"expected one of {TOKENIZER_STEPS}")
     return _frame(rows, REJECTED_COLUMNS)
 
 
