@@ -16,16 +16,19 @@ def synthesize_text(
     semantic_model: Any,
     coarse_model: Any,
     fine_model: Any,
+    coarse_layout: dict[str, Any],
+    fine_layout: dict[str, Any],
     text_tokenizer: dict[str, Any],
     codec_model: Codec,
     generation: GenerationParams,
     params: SynthesizeParams,
 ) -> np.ndarray:
-    """The 24 kHz waveform of ``params.text`` (sentence by sentence, optional voice prompt)."""
+    """The 24 kHz waveform of ``params.text`` (sentence by sentence, optional voice prompt),
+    with windows fitted to the coarse and fine models' saved training data layouts."""
     synthesizer = make_synthesizer(
         semantic_model, coarse_model, fine_model, text_tokenizer_from_dict(text_tokenizer),
         codec_model, generation.config, fit_windows_to_models=generation.fit_windows_to_models,
-        bfloat16=generation.bfloat16,
+        bfloat16=generation.bfloat16, coarse_layout=coarse_layout, fine_layout=fine_layout,
     )
     audio = synthesizer.synthesize(params.text, voice=params.voice_prompt, seed=params.seed)
     if audio.size == 0:
