@@ -10,6 +10,10 @@
   killed run are never picked up), and fails at start, naming the datasets and the
   ``--load-versions`` that would fix it, when pinned versions disagree or when ``utterances``
   is not the version the tokens were made from.
+- A model and the data layout saved with it (``<stage>_model`` and
+  ``<stage>_model_data_layout``, one directory) are read at one version: pinning either with
+  ``--load-versions`` pins the other to the same version, unpinned both read the model's
+  latest, and pins that disagree fail at start naming both and the fix.
 """
 
 from __future__ import annotations
@@ -180,8 +184,40 @@ def resolve_committed_inputs(catalog: Any, set_members: list[str], inputs: set[s
     return pins
 
 
+LAYOUT_SUFFIX = "_data_layout"
+
+
+def align_model_layout_pins(catalog: Any, inputs: set[str],
+                            pinned: dict[str, str]) -> dict[str, str]:
+    """Read each ``<stage>_model_data_layout`` this pipeline reads at the version of its
+    ``<stage>_model`` (pinned or latest); returns the pins.
+
+    Raises :class:`InconsistentInputsError` when both are pinned to different versions.
+    """
+    pins = {}
+    for layout_name in sorted(n for n in inputs if n.endswith(LAYOUT_SUFFIX)):
+        model_name = layout_name[: -len(LAYOUT_SUFFIX)]
+        layout, model = _versioned(catalog, layout_name), _versioned(catalog, model_name)
+        if layout is None or model is None:
+            continue
+        model_pin, layout_pin = pinned.get(model_name), pinned.get(layout_name)
+        if model_pin and layout_pin and model_pin != layout_pin:
+            raise InconsistentInputsError(
+                f"pinned {model_name}:{model_pin} but {layout_name}:{layout_pin}; the data "
+                f"layout is saved with its model: pin both to one version with "
+                f"{_fix_hint({model_name: model_pin, layout_name: model_pin})}")
+        version = model_pin or layout_pin or _latest(model)
+        if version is None:  # no model yet: loading it fails naming the pipeline to run
+            continue
+        for name, dataset in ((model_name, model), (layout_name, layout)):
+            _pin(dataset, version)
+            pins[name] = version
+    return pins
+
+
 class RunIntegrityHooks:
-    """Orphan cleanup, dead-run marking and committed tokenize sets (see the module doc)."""
+    """Orphan cleanup, dead-run marking, committed tokenize sets and model/layout pins (see
+    the module doc)."""
 
     def __init__(self) -> None:
         self._catalog: Any = None
@@ -208,6 +244,9 @@ class RunIntegrityHooks:
         pins = resolve_committed_inputs(catalog, members, set(pipeline.inputs()), pinned)
         if pins:
             logger.info("reading the %s set %s", COMMITTED_PIPELINE, sorted(set(pins.values())))
+        for name, version in align_model_layout_pins(catalog, set(pipeline.inputs()),
+                                                     pinned).items():
+            logger.info("reading %s at %s", name, version)
 
     @staticmethod
     def _set_members(catalog: Any) -> list[str]:
