@@ -84,8 +84,8 @@ class ModelDirectoryDataset(AbstractVersionedDataset[Any, Model]):
 class ModelDataLayoutDataset(ModelDirectoryDataset):
     """The data layout a saved model was trained with: the ``data`` of its metadata (read-only).
 
-    Give it the ``filepath`` of the model's entry, so it reads the same (latest) version; a
-    pinned model version needs the same version pinned here. A model saved without a layout
+    Give it the ``filepath`` of the model's entry, so it reads the same (latest) version; the run
+    integrity hooks read both at one version when either is pinned. A model saved without a layout
     (trained before layouts were recorded) fails with an error, unless ``fallback_layout``
     gives one, which is then used with a logged warning.
 
