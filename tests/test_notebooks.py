@@ -8,9 +8,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import PROJECT_ROOT
-from tests.pipelines.test_ingest_pipeline import run_pipeline
-from tests.pipelines.test_tokenize_pipeline import FAST, ingest
+from tests.helpers.kedro_runs import FAST_TOKENIZE as FAST
+from tests.helpers.kedro_runs import PROJECT_ROOT, run_pipeline
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
 
 TINY_TRAINING = {
     f"train_{stage}.train.{key}": value

@@ -6,7 +6,7 @@ from bark_kedro.datasets.artifacts import CodecModelDataset, SemanticTokenizerDa
 from bark_kedro.tokenizers.codec import CodecTokenizer
 from bark_kedro.tokenizers.features import build_feature_extractor
 from bark_kedro.tokenizers.semantic import SemanticTokenizer, fit_semantic_quantizer
-from tests.tokenizers.conftest import tone
+from tests.helpers.signals import tone
 
 
 def semantic_tokenizer(n_clusters: int) -> SemanticTokenizer:

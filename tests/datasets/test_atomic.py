@@ -12,7 +12,7 @@ from bark_kedro.atomic_files import remove_orphans, temporary_sibling
 from bark_kedro.datasets.artifacts import CodecModelDataset
 from bark_kedro.datasets.atomic import JSONDataset, ParquetDataset
 from bark_kedro.tokenizers.codec import CodecTokenizer
-from tests.tokenizers.conftest import tone
+from tests.helpers.signals import tone
 
 
 class Unwritable:

@@ -114,8 +114,8 @@ def test_bark_compatible_prompt_from_a_recording_passes_suno_barks_checks(
     from bark_kedro.generation.cli import build_parser, clone_tokenizer
     from tests.generation.reference import VOCAB as SUNO_VOCAB
     from tests.generation.reference import FakeBertTokenizer, random_text_ids, use_vocab
+    from tests.helpers.signals import tone
     from tests.tokenizers.bark_files import save_hf_folder, save_quantizer, tiny_hf_hubert
-    from tests.tokenizers.conftest import tone
 
     hubert = save_hf_folder(tiny_hf_hubert(), tmp_path / "hubert")
     quantizer = tmp_path / "quantifier_hubert_base_ls960_14.pth"

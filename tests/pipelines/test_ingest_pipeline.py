@@ -4,39 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
 from bark_kedro.pipelines.tracking import dataset_versions
 from tests.audio.bad_corpus import make_bad_input_corpus
-
-
-def nested(dotted: dict) -> dict:
-    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, as ``kedro run --params`` does."""
-    result: dict = {}
-    for key, value in dotted.items():
-        *parents, leaf = key.split(".")
-        node = result
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return result
-
-
-def run_pipeline(project: Path, pipeline: str, params: dict) -> None:
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=nested(params)) as session:
-        session.run(pipeline_names=[pipeline])
-
-
-def latest_run(project: Path) -> mlflow.entities.Run:
-    client = mlflow.MlflowClient(f"sqlite:///{project}/data/09_tracking/mlflow.db")
-    experiment = client.get_experiment_by_name("bark_kedro")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    return client.get_run(runs[0].info.run_id)  # with its dataset inputs
+from tests.helpers.kedro_runs import latest_run, run_pipeline
 
 
 def read_versioned(path: Path) -> pd.DataFrame:
@@ -91,7 +64,8 @@ def test_ingest_of_the_demo_corpus(project_copy: Path) -> None:
 
 
 def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None:
-    with pytest.raises(Exception, match="max_duration_s"):
+    with pytest.raises(Exception, match=r"processing\.max_duration_s\s+Input should be a valid "
+                                        r"number"):
         run_pipeline(project_copy, "ingest", {"ingest.processing.max_duration_s": "long"})
     assert not (project_copy / "data/01_raw/demo").exists()
 

@@ -9,8 +9,9 @@ import pytest
 
 from bark_kedro.datasets.model_directory import ModelDirectoryDataset
 from bark_kedro.pipelines.tracking import dataset_versions
-from tests.pipelines.test_ingest_pipeline import latest_run, run_pipeline
-from tests.pipelines.test_tokenize_pipeline import FAST, ingest
+from tests.helpers.kedro_runs import FAST_TOKENIZE as FAST
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
+from tests.helpers.kedro_runs import latest_run, run_pipeline
 
 TINY_COARSE = {
     "train_coarse.train.steps": 2,

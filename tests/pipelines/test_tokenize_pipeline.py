@@ -25,27 +25,16 @@ from bark_kedro.tokenizers.tables import (
     codes_matrix,
 )
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
-from tests.pipelines.test_ingest_pipeline import latest_run, nested, run_pipeline
+from tests.helpers.kedro_runs import (
+    FAST_TOKENIZE,
+    latest_run,
+    nested,
+    run_pipeline,
+)
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
 
-FAST = {  # small enough for a test on 2 shared cores
-    "tokenize.progress": False,
-    "tokenize.semantic.n_clusters": 8,
-    "tokenize.semantic.max_iter": 10,
-    "tokenize.codec.kmeans_iters": 2,
-    "tokenize.codec.max_init_frames": 1024,
-    "tokenize.codec.weights": "random",
-}
+FAST = FAST_TOKENIZE
 TABLES = ("text_tokens", "semantic_tokens", "codec_tokens", "rejected_tokenization")
-
-
-def ingest(project: Path, utterances_per_speaker: int, output_dir: str) -> str:
-    """Ingest a 2-speaker demo corpus; the written version of ``utterances``."""
-    run_pipeline(project, "ingest", {
-        "ingest.demo_corpus.num_speakers": 2,
-        "ingest.demo_corpus.utterances_per_speaker": utterances_per_speaker,
-        "ingest.processing.validation_fraction": 0.3, "ingest.output_dir": output_dir,
-        "ingest.progress": False})
-    return dataset_versions(latest_run(project), "written")["utterances"]
 
 
 def tokenize(project: Path, load_versions: dict[str, str] | None = None, **params) -> None:
@@ -165,13 +154,14 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
     assert len(list((artifacts / "codec_model.pt").iterdir())) == 2
 
 
-@pytest.mark.parametrize("key, value", [
-    ("tokenize.semantic.n_clusters", -3),
-    ("tokenize.codec.weights", "best"),
-    ("tokenize.text.kind", "words"),
+@pytest.mark.parametrize("key, value, message", [
+    ("tokenize.semantic.n_clusters", -3, r"SemanticConfig\.n_clusters=-3: must be > 0"),
+    ("tokenize.codec.weights", "best", r"CodecConfig\.weights='best': must be one of"),
+    ("tokenize.text.kind", "words", r"TextConfig\.kind='words': must be one of"),
 ])
-def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path, key, value) -> None:
-    with pytest.raises(Exception, match=key.rsplit(".", 1)[1]):
+def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path, key, value,
+                                                     message) -> None:
+    with pytest.raises(Exception, match=message):
         run_pipeline(project_copy, "tokenize", {key: value})
     assert not (project_copy / "data/05_model_input").exists()
 

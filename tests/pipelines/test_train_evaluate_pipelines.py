@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -20,8 +21,9 @@ from bark_kedro.models.layout import STAGES
 from bark_kedro.pipelines.tracking import dataset_versions
 from bark_kedro.pipelines.train import create_stage_pipeline
 from bark_kedro.pipelines.train.params import TrainStageParams
-from tests.pipelines.test_ingest_pipeline import latest_run, run_pipeline
-from tests.pipelines.test_tokenize_pipeline import FAST, ingest
+from tests.helpers.kedro_runs import FAST_TOKENIZE as FAST
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
+from tests.helpers.kedro_runs import latest_run, run_pipeline
 
 TRAIN = {
     key: value
@@ -109,7 +111,10 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
     run_pipeline(project_copy, "synthesize", {"synthesize.text": "Hello there. Good morning."})
     (wav,) = (project_copy / "data/07_model_output/synthesized.wav").glob("*/synthesized.wav")
     audio, rate = sf.read(wav)
-    assert rate == 24_000 and audio.ndim == 1 and len(audio) > 0
+    assert rate == 24_000 and audio.ndim == 1
+    assert len(audio) >= 320, len(audio)  # at least one codec frame (75 Hz at 24 kHz)
+    assert np.isfinite(audio).all()
+    assert np.abs(audio).max() > 1e-3 and np.sqrt(np.mean(audio**2)) > 1e-4  # not silence
 
 
 def test_bad_training_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None:

@@ -18,6 +18,7 @@ from bark_kedro.tokenizers.config import SemanticConfig
 from bark_kedro.tokenizers.features import SSLExtractor, build_feature_extractor
 from bark_kedro.tokenizers.frames import semantic_frame_count
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
+from tests.helpers.signals import tone, write_corpus
 from tests.tokenizers.bark_files import (
     CONV,
     DIM,
@@ -26,8 +27,6 @@ from tests.tokenizers.bark_files import (
     save_quantizer,
     tiny_hf_hubert,
 )
-from tests.tokenizers.conftest import tone
-from tests.tokenizers.test_corpus import write_corpus
 
 SR = 16_000
 

@@ -17,7 +17,7 @@ SR = 24_000
 
 @pytest.fixture(scope="module")
 def init_audio():
-    from tests.tokenizers.conftest import tone
+    from tests.helpers.signals import tone
 
     return [tone(1.0, SR, seed=0), tone(1.0, SR, seed=1)]
 

@@ -1,37 +1,16 @@
 """Corpus-level tokenization: fitting on the train split, per-utterance rejects, alignment."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from bark_kedro.tokenizers import corpus
 from bark_kedro.tokenizers.config import CodecConfig, SemanticConfig, TextConfig
 from bark_kedro.tokenizers.report import numeric_leaves, summarize_tokenization
 from bark_kedro.tokenizers.tables import codes_matrix
-from tests.tokenizers.conftest import tone
+from tests.helpers.signals import CORPUS_TEXTS, TINY_HUBERT, write_corpus
 
-TEXTS = ["hello world", "the quick fox", "a lame dog", "quiet hills", "zebra! ünïcode"]
-SPLITS = ["train", "train", "train", "train", "validation"]
-DURATIONS = [1.0, 1.3, 0.9, 1.6, 0.7]
-
-
-def write_corpus(folder: Path, durations=DURATIONS, texts=TEXTS, splits=SPLITS) -> pd.DataFrame:
-    """An ``utterances`` table of gliding tones, written at 16 and 24 kHz like ingest does."""
-    rows = []
-    for i, (seconds, text, split) in enumerate(zip(durations, texts, splits, strict=True)):
-        paths = {}
-        for rate in (16_000, 24_000):
-            path = folder / f"{rate}" / f"u{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, tone(seconds, rate, seed=i), rate, subtype="FLOAT")
-            paths[rate] = str(path)
-        rows.append({"utterance_id": f"u{i}", "speaker": f"s{i % 2}", "text": text,
-                     "duration_s": seconds, "audio_24k_path": paths[24_000],
-                     "audio_16k_path": paths[16_000], "split": split, "source_path": "-"})
-    return pd.DataFrame(rows)
+TEXTS = CORPUS_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +136,6 @@ def test_phoneme_vocabulary(utterances):
 def test_ssl_features_at_50_hz_from_a_local_checkpoint(utterances, tmp_path):
     import torch
     import torchaudio
-
-    from tests.tokenizers.test_semantic import TINY_HUBERT
 
     torch.manual_seed(0)
     path = tmp_path / "tiny_wav2vec2.pth"

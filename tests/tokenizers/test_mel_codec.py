@@ -7,7 +7,7 @@ from bark_kedro.tokenizers.codec import load_codec, load_codec_file, resolve_wei
 from bark_kedro.tokenizers.config import CodecConfig
 from bark_kedro.tokenizers.frames import CODEC_HOP, CODEC_RATE_HZ, codec_frame_count
 from bark_kedro.tokenizers.mel_codec import MelCodec, MelCodecConfig
-from tests.tokenizers.conftest import tone
+from tests.helpers.signals import tone
 
 SR = 24_000
 SMALL = MelCodecConfig(n_mels=40, n_fft=640, codebook_size=64, max_fit_frames=2000,

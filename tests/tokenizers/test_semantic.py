@@ -20,18 +20,9 @@ from bark_kedro.tokenizers.semantic import (
     extract_features,
     fit_semantic_quantizer,
 )
+from tests.helpers.signals import TINY_HUBERT
 
 SR = 16_000
-# HUBERT_BASE's architecture (same conv stack, so the same 320-sample hop), shrunk
-TINY_HUBERT = {
-    "extractor_mode": "group_norm",
-    "extractor_conv_layer_config": [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2,
-    "extractor_conv_bias": False, "encoder_embed_dim": 32, "encoder_projection_dropout": 0.0,
-    "encoder_pos_conv_kernel": 16, "encoder_pos_conv_groups": 4, "encoder_num_layers": 3,
-    "encoder_num_heads": 2, "encoder_attention_dropout": 0.0, "encoder_ff_interm_features": 64,
-    "encoder_ff_interm_dropout": 0.0, "encoder_dropout": 0.0, "encoder_layer_norm_first": False,
-    "encoder_layer_drop": 0.0, "aux_num_out": None,
-}
 
 
 @pytest.mark.parametrize("n", [1, 319, 320, 700, 16_000, 16_123, 40_000])
