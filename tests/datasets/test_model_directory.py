@@ -1,4 +1,4 @@
-"""The model directory dataset: versioned saves, loads, metadata and a clear error."""
+"""ModelDirectoryDataset and ModelDataLayoutDataset: versioned saves, loads, metadata, clear errors."""
 
 from __future__ import annotations
 
