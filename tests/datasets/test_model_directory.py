@@ -1,4 +1,4 @@
-"""ModelDirectoryDataset and ModelDataLayoutDataset: versioned saves, loads, metadata, clear errors."""
+"""ModelDirectoryDataset and ModelDataLayoutDataset: versioned saves, loads, clear errors."""
 
 from __future__ import annotations
 
