@@ -28,3 +28,21 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "src" / "bark_kedro").mkdir(parents=True)
     monkeypatch.chdir(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def _initialized_mlflow_db(tmp_path_factory) -> Path:
+    """An empty MLflow sqlite store with its schema made (the migrations take seconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_db(_initialized_mlflow_db: Path, tmp_path: Path) -> str:
+    """The ``sqlite:///`` URI of a fresh, empty MLflow store of this test."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(_initialized_mlflow_db, path)
+    return f"sqlite:///{path}"

@@ -15,6 +15,7 @@ def semantic_tokenizer(n_clusters: int) -> SemanticTokenizer:
     return SemanticTokenizer(ext, fit_semantic_quantizer(feats, n_clusters))
 
 
+@pytest.mark.slow
 def test_versions_are_kept_and_pinned(tmp_path):
     path = str(tmp_path / "semantic_tokenizer")
     SemanticTokenizerDataset(path, Version(None, "2024-01-01T00.00.00.000Z")).save(
@@ -48,6 +49,7 @@ def test_a_failed_save_leaves_nothing_behind(tmp_path):
         dataset.save("not a tokenizer")
 
 
+@pytest.mark.slow
 def test_codec_model_round_trip_keeps_the_random_flag(tmp_path):
     init = [tone(1.0, 24_000, seed=s) for s in range(2)]
     codec = CodecTokenizer.random(init, kmeans_iters=1)

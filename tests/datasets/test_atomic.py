@@ -59,6 +59,7 @@ def test_a_killed_writer_leaves_an_orphan_that_the_next_start_removes(tmp_path):
     assert list(target.parent.iterdir()) == [mine]
 
 
+@pytest.mark.slow
 def test_an_identical_codec_model_is_stored_once(tmp_path):
     codec = CodecTokenizer.random([tone(1.0, 24_000, seed=s) for s in range(2)], kmeans_iters=1)
     path = str(tmp_path / "codec.pt")

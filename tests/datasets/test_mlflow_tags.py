@@ -5,12 +5,13 @@ from kedro.io import DatasetError
 from bark_kedro.datasets.mlflow_tags import MlflowTagsDataset
 
 
-def test_tags_go_to_the_active_run_only(tmp_path, caplog):
+@pytest.mark.slow
+def test_tags_go_to_the_active_run_only(mlflow_db, caplog):
     dataset = MlflowTagsDataset(prefix="tok.")
     with caplog.at_level("INFO"):
         dataset.save({"codec_weights": "random"})  # no run: skipped, said so
     assert "not recorded" in caplog.text and dataset.load() == {}
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_tracking_uri(mlflow_db)
     try:
         with mlflow.start_run() as run:
             dataset.save({"codec_weights": "random", "layer": 9})

@@ -72,6 +72,7 @@ def test_clone_a_voice_then_reuse_it(artifacts, tmp_path):
     np.testing.assert_array_equal(sf.read(again)[0], audio)
 
 
+@pytest.mark.slow  # the module's artifacts take ~10 s to build
 def test_bad_input_exits_2_with_a_message(artifacts, tmp_path, caplog):
     assert main(_args(artifacts, "-o", str(tmp_path / "x.wav"), "--top-p", "2")) == 2
     assert "GenerationConfig.top_p" in caplog.text

@@ -45,6 +45,7 @@ def _set_eos_logit(model, value: float) -> None:
     model.lm_head.kernel[...] = kernel.at[0, VOCAB.semantic_pad_token].set(value)
 
 
+@pytest.mark.slow
 def test_semantic_batch_rows_equal_single_rows_and_seeds_reproduce(models):
     texts = _texts(3)
     history = [None, np.arange(50) % 60, np.arange(5)]
@@ -63,6 +64,7 @@ def test_semantic_batch_rows_equal_single_rows_and_seeds_reproduce(models):
     assert all(len(b) <= 40 and b.max() < VOCAB.semantic_vocab_size for b in batch)
 
 
+@pytest.mark.slow
 def test_semantic_eos_rules():
     model = build_model(semantic_config("test", VOCAB, bias=True), seed=3)
     texts = _texts(2, seed=1)
@@ -76,6 +78,7 @@ def test_semantic_eos_rules():
         min_eos_p=None), key=0)] == [0, 0]
 
 
+@pytest.mark.slow
 def test_each_loop_compiles_once(models):
     config = SMALL.replace(top_k=1)
     generate_semantic(models["semantic"], _texts(2), config=config, key=0)
@@ -100,6 +103,7 @@ def test_each_loop_compiles_once(models):
         np.testing.assert_array_equal(f[:2], c)
 
 
+@pytest.mark.slow
 def test_coarse_and_fine_batch_rows_equal_single_rows(models):
     rng = np.random.default_rng(2)
     semantic = [rng.integers(0, 60, n) for n in (10, 47)]
@@ -147,6 +151,7 @@ def test_bad_input_is_named(models, call, match):
         call(models)
 
 
+@pytest.mark.slow
 def test_kv_cache_rows_with_their_own_index(models):
     """A right-padded batch with per-row indices decodes each row as if it were alone."""
     model = models["coarse"]

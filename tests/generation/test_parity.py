@@ -44,6 +44,7 @@ def _prompt(semantic=None, coarse=None, fine=None):
             "fine_prompt": np.zeros((8, 4), np.int64) if fine is None else fine}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("early_stop", "with_history"), [(True, False), (True, True),
                                                            (False, True)])
 def test_semantic_matches_generate_text_semantic(monkeypatch, suno_and_ours, early_stop,
@@ -72,6 +73,7 @@ def test_semantic_matches_generate_text_semantic(monkeypatch, suno_and_ours, ear
         assert lengths == [MAX_SEMANTIC] * 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("history_len", "window", "with_history"),
                          [(60, 20, True), (100, 30, True), (100, 30, False)])
 def test_coarse_matches_generate_coarse(monkeypatch, suno_and_ours, history_len, window,
@@ -101,6 +103,7 @@ def test_coarse_matches_generate_coarse(monkeypatch, suno_and_ours, history_len,
     assert (len(fed) > 0) != with_history  # a history row in the batch rules out the reuse
 
 
+@pytest.mark.slow
 def test_fine_matches_generate_fine(monkeypatch, suno_and_ours):
     suno, ours = suno_and_ours
     rng = np.random.default_rng(5)

@@ -39,6 +39,7 @@ def test_filter_matches_bark(top_k, top_p):
     assert not np.isinf(np.asarray(filter_logits(jnp.asarray(logits), None, 1.0))).any()
 
 
+@pytest.mark.slow
 def test_samples_follow_the_tempered_softmax():
     logits = jnp.asarray([[2.0, 1.0, 0.0, -1.0]])
     keys = row_keys(jax.random.key(0), 4000)
@@ -54,6 +55,7 @@ def test_samples_follow_the_tempered_softmax():
     assert np.asarray(ids).tolist() == [1, 1, 1] and float(probs[0, 1]) == 1.0
 
 
+@pytest.mark.slow
 def test_rows_draw_from_their_own_keys():
     logits = jax.random.normal(jax.random.key(1), (3, 50))
     keys = row_keys(jax.random.key(7), 3)

@@ -49,6 +49,7 @@ def test_split_sentences_and_fit_to_context():
     assert fit_to_context("averyveryverylongword x", len, 5) == ["averyveryverylongword", "x"]
 
 
+@pytest.mark.slow
 def test_long_text_chains_sentences_through_their_history(synthesizer):
     pieces = synthesizer.split_text(TEXT)
     assert pieces == ["Hello world.", "This is a test,", "of the synthesizer,", "with a clause!",
@@ -67,6 +68,7 @@ def test_long_text_chains_sentences_through_their_history(synthesizer):
     assert len(parts) >= 2
 
 
+@pytest.mark.slow
 def test_seeds_batches_and_voices(synthesizer, tmp_path):
     texts = ["Hello world.", "Ok? Bye. This is it."]
     batch = synthesizer.synthesize(texts, seed=1, progress=False)

@@ -85,6 +85,7 @@ class _FakeCodec:
         return (np.arange(8 * frames).reshape(8, frames) % 1024).astype(np.int16)
 
 
+@pytest.mark.slow
 def test_prompt_from_a_recording_feeds_the_coarse_stage():
     rng = np.random.default_rng(0)
     rate = 22_050
@@ -148,6 +149,7 @@ def test_bark_compatible_prompt_from_a_recording_passes_suno_barks_checks(
     assert coarse.shape[0] == 2 and fine.shape == (8, coarse.shape[1])
 
 
+@pytest.mark.slow
 def test_official_models_refuse_k_means_ids(tmp_path):
     from bark_kedro.generation.cli import build_parser, clone_tokenizer
 

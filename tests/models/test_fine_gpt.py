@@ -24,6 +24,7 @@ def codes() -> jnp.ndarray:
     return jnp.asarray(random_ids((2, 24, 8), VOCAB.fine_vocab_size, seed=1))
 
 
+@pytest.mark.slow
 def test_shapes_and_later_codebooks_ignored(model, codes):
     logits = forward(model, 3, codes)
     assert logits.shape == (2, 24, VOCAB.fine_vocab_size) and logits.dtype == jnp.float32

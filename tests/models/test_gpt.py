@@ -45,6 +45,7 @@ def test_merged_context_sums_the_first_two_blocks(model):
         model(jnp.asarray(idx[:, : 2 * n]), merge_context=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", [False, True])
 def test_kv_cache_token_by_token_equals_full_forward(model, merge):
     n = model.config.merge_context_len
@@ -64,6 +65,7 @@ def test_kv_cache_token_by_token_equals_full_forward(model, merge):
     assert int(cache.index) == full.shape[1]
 
 
+@pytest.mark.slow
 def test_kv_cache_is_a_pytree_for_a_jitted_scan(model):
     """Greedy decoding inside lax.scan, carrying the cache, matches the eager loop."""
     graphdef, state = nnx.split(model)
@@ -102,6 +104,7 @@ def test_cache_overflow_and_block_size_errors(model):
         KVCache.create(model.config, 1, max_len=model.config.block_size + 1)
 
 
+@pytest.mark.slow
 def test_dropout_only_with_rngs():
     model = build_model(coarse_config("test", VOCAB, dropout=0.3), seed=1)
     idx = jnp.asarray(random_ids((2, 16), VOCAB.coarse_vocab_size))
@@ -112,6 +115,7 @@ def test_dropout_only_with_rngs():
     np.testing.assert_array_equal(a, forward(model, idx, False, nnx.Rngs(dropout=0)))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params():
     cfg = coarse_config("test", VOCAB)
     f32 = build_model(cfg, seed=2)
@@ -124,6 +128,7 @@ def test_bfloat16_compute_keeps_float32_params():
     assert np.abs(np.asarray(lo - hi)).max() < 0.1
 
 
+@pytest.mark.slow
 def test_train_step_is_a_pure_jitted_function_of_the_state():
     model = build_model(coarse_config("test", VOCAB, dropout=0.1), seed=3)
     graphdef, params = nnx.split(model, nnx.Param)

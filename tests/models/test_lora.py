@@ -69,6 +69,7 @@ def base(request):
     return build_model(CONFIGS[request.param], seed=0)
 
 
+@pytest.mark.slow
 def test_adapted_model_starts_equal_to_base_and_changes_with_b(base):
     adapted = add_lora(base, LoRAConfig(rank=4, alpha=8.0))
     assert has_adapters(adapted) and not has_adapters(base)
@@ -173,6 +174,7 @@ def test_layer_norm_and_head_flags_add_their_parameters():
             assert heads == c * model_config.output_vocab_size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
 def test_trainable_share_at_bark_small_shape_is_under_five_percent(stage):
     make = {"semantic": semantic_config, "coarse": coarse_config, "fine": fine_config}[stage]

@@ -24,6 +24,7 @@ from tests.models.reference_models import VOCAB, random_ids
 forward = nnx.jit(lambda m, *args: m(*args))
 
 
+@pytest.mark.slow
 def test_gpt_round_trip_with_metadata_and_optimizer_state(tmp_path):
     config = coarse_config("test", VOCAB, bias=True, dropout=0.1)
     model = build_model(config, seed=3)
@@ -47,6 +48,7 @@ def test_gpt_round_trip_with_metadata_and_optimizer_state(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_fine_round_trip_and_dtype_override(tmp_path):
     model = build_model(fine_config("test", VOCAB), seed=4)
     save_model(tmp_path / "fine", model)
@@ -57,6 +59,7 @@ def test_fine_round_trip_and_dtype_override(tmp_path):
     assert np.abs(np.asarray(forward(restored, 2, codes) - forward(model, 2, codes))).max() < 0.1
 
 
+@pytest.mark.slow
 def test_overwrite_and_missing_checkpoint_errors(tmp_path):
     model = build_model(coarse_config("test", VOCAB), seed=5)
     save_model(tmp_path / "c", model)

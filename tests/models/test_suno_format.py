@@ -35,6 +35,7 @@ def max_diff(a, b) -> float:
     return float(np.abs(np.asarray(a) - np.asarray(b)).max())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bias", [False, True])
 def test_semantic_gpt_parity_plain_merged_and_cached(tmp_path, bias):
     # block 300: suno hard-codes the 256+256 merged context

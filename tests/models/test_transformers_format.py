@@ -94,6 +94,7 @@ def test_causal_submodel_directory(tmp_path, stage, bias):
     assert_causal_parity(model, ref, high, seed=2)
 
 
+@pytest.mark.slow
 def test_semantic_kv_cache_matches_transformers_cache():
     ref = hf_model("semantic", True, seed=3)
     config = GPTConfig(

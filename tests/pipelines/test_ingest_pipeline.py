@@ -17,6 +17,7 @@ def read_versioned(path: Path) -> pd.DataFrame:
     return pd.read_parquet(versions[-1] / path.name)
 
 
+@pytest.mark.slow
 def test_ingest_sets_every_utterance_in_exactly_one_table(project_copy: Path) -> None:
     manifest, expected = make_bad_input_corpus(project_copy / "bad_corpus")
     run_pipeline(
@@ -50,6 +51,7 @@ def test_ingest_sets_every_utterance_in_exactly_one_table(project_copy: Path) ->
         assert (project_copy / f"data/03_primary/{name}.parquet" / version).is_dir()
 
 
+@pytest.mark.slow
 def test_ingest_of_the_demo_corpus(project_copy: Path) -> None:
     run_pipeline(
         project_copy,
@@ -63,6 +65,7 @@ def test_ingest_of_the_demo_corpus(project_copy: Path) -> None:
     assert (project_copy / "data/01_raw/demo/manifest.csv").is_file()
 
 
+@pytest.mark.slow
 def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None:
     with pytest.raises(Exception, match=r"processing\.max_duration_s\s+Input should be a valid "
                                         r"number"):
@@ -70,6 +73,7 @@ def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None
     assert not (project_copy / "data/01_raw/demo").exists()
 
 
+@pytest.mark.slow
 def test_run_with_nothing_valid_is_marked_failed(project_copy: Path) -> None:
     manifest = project_copy / "empty.csv"
     manifest.write_text("path,text\nmissing.wav,hello\n")

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
+
+@pytest.mark.slow
 def test_viz_build_shows_the_lineage_from_corpus_to_report(project_copy: Path) -> None:
     subprocess.run([sys.executable, "-m", "kedro", "viz", "build"], cwd=project_copy,
                    check=True, capture_output=True)

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_kedro_command_prints_no_third_party_notices():
     env = {**os.environ, "PYTHONPATH": str(PROJECT / "src"), "COLUMNS": "1000"}  # no wrapping
     done = subprocess.run([sys.executable, "-m", "kedro", "registry", "list"], cwd=PROJECT,

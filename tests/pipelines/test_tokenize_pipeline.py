@@ -154,6 +154,7 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
     assert len(list((artifacts / "codec_model.pt").iterdir())) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key, value, message", [
     ("tokenize.semantic.n_clusters", -3, r"SemanticConfig\.n_clusters=-3: must be > 0"),
     ("tokenize.codec.weights", "best", r"CodecConfig\.weights='best': must be one of"),

@@ -13,10 +13,10 @@ from tests.models.reference_models import VOCAB
 
 
 @pytest.fixture
-def store(tmp_path: Path):
+def store(mlflow_db: str):
     """A client of a fresh store, made the tracking URI (and undone: no active experiment
     is left for other tests)."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = mlflow_db
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
     client.experiment_id = client.create_experiment("tracking-test")

@@ -117,6 +117,7 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
     assert np.abs(audio).max() > 1e-3 and np.sqrt(np.mean(audio**2)) > 1e-4  # not silence
 
 
+@pytest.mark.slow
 def test_bad_training_parameter_fails_at_start_naming_its_key(project_copy: Path) -> None:
     with pytest.raises(Exception, match=r"TrainConfig\.steps must be an int >= 1"):
         run_pipeline(project_copy, "train_coarse", {"train_coarse.train.steps": 0})

@@ -10,8 +10,8 @@ import mlflow
 from bark_kedro.integrity_hooks import mark_dead_runs_killed, process_start
 
 
-def test_runs_of_dead_processes_are_marked_killed_with_a_note(tmp_path):
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+def test_runs_of_dead_processes_are_marked_killed_with_a_note(tmp_path, mlflow_db):
+    client = mlflow.MlflowClient(mlflow_db)
     experiment = client.create_experiment("e", artifact_location=str(tmp_path / "artifacts"))
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)

@@ -73,6 +73,7 @@ def test_quantizer_files_of_both_versions(tmp_path, version, info):
     assert set(quantizer.config()) >= {"path", "sha256", "version", "output_size"}
 
 
+@pytest.mark.slow
 def test_quantizer_batches_give_each_clips_own_ids(tmp_path):
     save_quantizer(tmp_path / "q.pth", version=1)
     quantizer = BarkHubertQuantizer(str(tmp_path / "q.pth"), batch_frames=60)
@@ -164,6 +165,7 @@ def test_bad_hubert_weights_are_named(tmp_path):
 
 
 # ---- the tokenizer, its config and the corpus -------------------------------------------------
+@pytest.mark.slow
 def test_bark_tokenizer_saves_loads_and_checks_its_quantizer(hubert_files, tmp_path):
     save_quantizer(tmp_path / "q.pth", version=1)
     config = SemanticConfig(features="hubert", quantizer="bark_hubert",
@@ -208,6 +210,7 @@ def test_missing_files_fail_when_parameters_are_validated(tmp_path, hubert_files
         SemanticConfig(quantizer="vq")
 
 
+@pytest.mark.slow
 def test_corpus_tokenizes_with_the_bark_quantizer(tmp_path, hubert_files):
     utterances = write_corpus(tmp_path / "corpus")
     save_quantizer(tmp_path / "q.pth", version=0)

@@ -73,6 +73,7 @@ def test_long_audio_is_chunked(init_audio, codec, make_tone):
     assert np.mean(parts[0, :first] == whole[0, :first]) >= 0.9  # near-ties may flip
 
 
+@pytest.mark.slow
 def test_save_and_load_keep_codes_and_source(codec, tmp_path, make_tone):
     audio = make_tone(0.5, SR, seed=7)
     codec.save(tmp_path / "codec.pt")
@@ -100,12 +101,14 @@ def test_pretrained_only_from_the_hub_cache(codec, tmp_path, make_tone):
         torch.hub.set_dir(old)
 
 
+@pytest.mark.slow
 def test_same_seed_same_codec(init_audio, codec, make_tone):
     other = CodecTokenizer.random(init_audio, seed=0, kmeans_iters=3)
     audio = make_tone(0.4, SR, seed=8)
     np.testing.assert_array_equal(other.encode(audio), codec.encode(audio))
 
 
+@pytest.mark.slow
 def test_decode(codec, make_tone):
     codes = codec.encode(make_tone(0.5, SR))
     audio = codec.decode(codes)
@@ -133,6 +136,7 @@ def test_bad_input_is_named(codec, init_audio):
         load_codec("best")
 
 
+@pytest.mark.slow
 def test_parallel_cpu_path_matches_padded_batches(codec, make_tone):
     from bark_kedro.tokenizers.codec_encoder import inference_copy
 
@@ -161,6 +165,7 @@ def test_parallel_cpu_path_matches_padded_batches(codec, make_tone):
         codec.with_options(cpu_workers=-1)
 
 
+@pytest.mark.slow
 def test_auto_weights_use_the_cache_when_there(codec, init_audio, tmp_path, caplog):
     old = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "hub"))

@@ -55,6 +55,7 @@ def test_a_stage_that_tokenizes_nothing_fails_loudly(utterances):
         corpus.fit_text_tokenizer(utterances.assign(split="validation"), TextConfig())
 
 
+@pytest.mark.slow
 def test_semantic_rates_alignment_and_rejects(utterances, tmp_path):
     config = SemanticConfig(n_clusters=6, max_iter=10, init_sample=200)
     tokenizer, fit = corpus.fit_semantic_tokenizer(utterances, config, progress=False)
@@ -133,6 +134,7 @@ def test_phoneme_vocabulary(utterances):
     assert all(len(ids) > 0 for ids in table.text_ids)
 
 
+@pytest.mark.slow
 def test_ssl_features_at_50_hz_from_a_local_checkpoint(utterances, tmp_path):
     import torch
     import torchaudio

@@ -24,6 +24,7 @@ def test_fit_recovers_separated_clusters():
     assert q.n_iter_ >= 1 and q.inertia_ == pytest.approx(q.inertia(x), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_inertia_close_to_sklearn():
     sklearn_cluster = pytest.importorskip("sklearn.cluster")
     rng = np.random.default_rng(0)
@@ -35,6 +36,7 @@ def test_inertia_close_to_sklearn():
     assert ours.inertia(x) == pytest.approx(d, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_chunk_size_does_not_change_the_result():
     x, _ = blobs(n_per=150, k=6, seed=3)
     a = KMeansQuantizer(6, chunk_size=64, seed=2).fit(x)

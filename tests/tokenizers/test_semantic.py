@@ -136,6 +136,7 @@ def test_semantic_tokenizer_end_to_end(tmp_path, make_tone):
         SemanticTokenizer(build_feature_extractor("mfcc", n_mfcc=5), q)
 
 
+@pytest.mark.slow
 def test_semantic_tokenizer_saves_and_loads_a_folder(tmp_path, make_tone):
     train = [make_tone(d, SR, seed=s) for s, d in enumerate((1.0, 1.5))]
     path = tmp_path / "w.pth"

@@ -104,6 +104,7 @@ def test_frozen_layers_stay_and_divergence_stops_the_run(tmp_path):
     assert all(np.isfinite(v).all() for v in stored["trainable"].values())
 
 
+@pytest.mark.slow
 def test_evaluate_examples_counts_every_loss_token():
     model, _, val_ex = _setup("fine")
     metrics = evaluate_examples(model, val_ex, "fine", tokens_per_batch=1024)

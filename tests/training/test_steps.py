@@ -35,6 +35,7 @@ def _model(stage: str):
     return build_model(CONFIG_BUILDERS[stage]("test", VOCAB), seed=0)
 
 
+@pytest.mark.slow
 def test_coarse_softmax_is_over_the_positions_codebook_only():
     rng = np.random.default_rng(0)
     s, c = VOCAB.semantic_vocab_size, VOCAB.codebook_size
@@ -59,6 +60,7 @@ def test_coarse_softmax_is_over_the_positions_codebook_only():
     assert float(stats["loss_sum"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_semantic_logits_only_after_the_merged_context():
     model = _model("semantic")
     n = model.config.merge_context_len
@@ -75,6 +77,7 @@ def test_semantic_logits_only_after_the_merged_context():
     assert bool(np.all(mask))
 
 
+@pytest.mark.slow
 def test_fine_range_and_topk_counts():
     model = _model("fine")
     inputs = jnp.zeros((1, 3, VOCAB.n_fine_codebooks), jnp.int32)
@@ -91,6 +94,7 @@ def test_fine_range_and_topk_counts():
     assert float(stats["loss_sum"]) == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_schedule_and_weight_decay_mask():
     config = OptimizerConfig(learning_rate=1e-3, warmup_steps=10, min_learning_rate_ratio=0.1)
     schedule = learning_rate_schedule(config, total_steps=100)
@@ -134,6 +138,7 @@ def _coarse_setup(accumulation: int):
     return steps, state, batch
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_equals_one_big_batch():
     key = jax.random.key(0)
     steps, state, batch = _coarse_setup(1)
