@@ -159,7 +159,7 @@ def test_tokenize_tables_rejects_tracking_and_versions(project_copy: Path, caplo
     ("tokenize.semantic.n_clusters", -3, r"SemanticConfig\.n_clusters=-3: must be > 0"),
     ("tokenize.codec.weights", "best", r"CodecConfig\.weights='best': must be one of"),
     ("tokenize.text.kind", "words", r"TextConfig\.kind='words': must be one of"),
-])
+], ids=["n_clusters", "codec_weights", "text_kind"])
 def test_bad_parameter_fails_at_start_naming_its_key(project_copy: Path, key, value,
                                                      message) -> None:
     with pytest.raises(Exception, match=message):
