@@ -130,6 +130,7 @@ def train_stage_from_tables(
         run_dir,
         on_metrics=on_metrics,
         on_eval=on_eval,
+        lora=init.lora,
     )
     layout = data.resolved(model.config.block_size).to_dict()
     return StageRun(result, vocab, counts, run_dir, layout)
