@@ -75,9 +75,9 @@ def test_wrong_stage_or_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(ValueError, match="vocab_size=.* does not match the vocabulary"):
         build_stage_model("semantic", VOCAB, ModelInitConfig(init_from="suno",
                                                              checkpoint=str(pt)))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_stage_model("coarse", VOCAB, ModelInitConfig(init_from="suno",
-                                                           checkpoint=str(tmp_path / "no.pt")))
+    missing = str(tmp_path / "no.pt")
+    with pytest.raises(ValueError, match=f"ModelInitConfig.checkpoint names no file.*{missing}"):
+        ModelInitConfig(init_from="suno", checkpoint=missing)
 
 
 def test_transformers_directory(tmp_path):

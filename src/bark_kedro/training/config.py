@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bark_kedro.models.layout import STAGES, scaled_windows
@@ -238,6 +239,10 @@ class ModelInitConfig(_Replaceable):
             _fail(self, "checkpoint", "must be None when init_from is 'scratch'", self.checkpoint)
         if self.init_from != "scratch" and not self.checkpoint:
             _fail(self, "checkpoint", f"is required when init_from is {self.init_from!r}",
+                  self.checkpoint)
+        if self.init_from != "scratch" and not Path(self.checkpoint).exists():
+            _fail(self, "checkpoint", f"names no file or folder (init_from {self.init_from!r}: "
+                  "put the official checkpoint there or point checkpoint at it)",
                   self.checkpoint)
         if self.finetune not in FINETUNE_MODES:
             _fail(self, "finetune", f"must be one of {FINETUNE_MODES}", self.finetune)
