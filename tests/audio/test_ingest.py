@@ -10,6 +10,7 @@ from bark_kedro.audio.ingest import (
     UTTERANCE_COLUMNS,
     IngestConfig,
     assign_split,
+    assign_splits,
     ingest_utterances,
     normalize_transcript,
     safe_file_stem,
@@ -95,10 +96,38 @@ def test_split_is_deterministic_and_follows_the_fraction():
     assert all(w == "validation" for s, w in zip(splits, wider, strict=True) if s == "validation")
 
 
-def test_split_in_the_table_matches_assign_split(corpus):
+def test_split_in_the_table_matches_assign_splits(corpus):
     _, _, utterances, _ = corpus
-    for row in utterances.itertuples():
-        assert row.split == assign_split(row.utterance_id, IngestConfig().validation_fraction)
+    config = IngestConfig()
+    expected = assign_splits(utterances["utterance_id"].tolist(), utterances["speaker"].tolist(),
+                             config.validation_fraction, config.min_clips_for_validation)
+    assert utterances["split"].tolist() == expected
+
+
+def test_small_speakers_get_one_validation_clip(tmp_path):
+    ids = [f"LJ001-{i:04d}" for i in range(24, 32)]
+    assert {assign_split(i, 0.1) for i in ids} == {"train"}  # the hash alone gives none
+    rows = []
+    for n, utterance_id in enumerate(ids):
+        clip = tmp_path / f"{utterance_id}.wav"
+        sf.write(clip, tone(1.0, 24_000, 150.0 + 10 * n, seed=n), 24_000)
+        rows.append((utterance_id, "LJ", f"Sentence number {n}.", str(clip)))
+    sources = source_table(rows)
+    utterances, _ = ingest_utterances(sources, tmp_path / "out", IngestConfig(), progress=False)
+    validation = utterances.loc[utterances["split"] == "validation", "utterance_id"].tolist()
+    assert len(validation) == 1
+    again, _ = ingest_utterances(sources.iloc[::-1], tmp_path / "out2", IngestConfig(),
+                                 progress=False)
+    assert again.loc[again["split"] == "validation", "utterance_id"].tolist() == validation
+    summary = summarize(utterances, pd.DataFrame(columns=REJECTED_COLUMNS))
+    assert summary["validation_utterances.LJ"] == 1.0
+    assert summary["speakers_without_validation"] == 0.0
+    # below the threshold, or with the guarantee off, the hash split stands
+    off, _ = ingest_utterances(sources, tmp_path / "out3",
+                               IngestConfig(min_clips_for_validation=0), progress=False)
+    assert set(off["split"]) == {"train"}
+    assert assign_splits(ids[:4], ["LJ"] * 4, 0.1, 5) == ["train"] * 4
+    assert assign_splits(ids, ["LJ"] * 4 + ["B"] * 4, 0.1, 4).count("validation") == 2
 
 
 def test_normalize_transcript():
@@ -226,6 +255,8 @@ def test_summarize(corpus):
         ("validation_fraction", 1.5),
         ("codec_sample_rate", 0),
         ("peak_dbfs", 3.0),
+        ("min_clips_for_validation", 1),
+        ("min_clips_for_validation", -2),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):

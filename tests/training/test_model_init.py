@@ -75,9 +75,9 @@ def test_wrong_stage_or_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(ValueError, match="vocab_size=.* does not match the vocabulary"):
         build_stage_model("semantic", VOCAB, ModelInitConfig(init_from="suno",
                                                              checkpoint=str(pt)))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_stage_model("coarse", VOCAB, ModelInitConfig(init_from="suno",
-                                                           checkpoint=str(tmp_path / "no.pt")))
+    missing = str(tmp_path / "no.pt")
+    with pytest.raises(ValueError, match=f"ModelInitConfig.checkpoint names no file.*{missing}"):
+        ModelInitConfig(init_from="suno", checkpoint=missing)
 
 
 def test_transformers_directory(tmp_path):
@@ -91,18 +91,22 @@ def test_transformers_directory(tmp_path):
     assert model.config.n_layer == 2 and model.config.stage == "coarse"
 
 
+def frozen_init(n_blocks: int) -> ModelInitConfig:
+    return SCRATCH.replace(finetune="freeze", freeze_layers=n_blocks)
+
+
 def test_freeze_embeddings_and_first_blocks():
-    model = build_stage_model("coarse", VOCAB, SCRATCH.replace(freeze_layers=1))
+    model = build_stage_model("coarse", VOCAB, frozen_init(1))
     frozen = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(model, FrozenParam))}
     assert any(n.startswith("wte") for n in frozen) and any(n.startswith("wpe") for n in frozen)
     assert any(n.startswith("h.0.") for n in frozen)
     assert not any(n.startswith(("h.1.", "lm_head", "ln_f")) for n in frozen)
     counts = count_params(model)
     assert counts["frozen"] + counts["trainable"] == counts["total"] > counts["frozen"] > 0
-    fine = build_stage_model("fine", VOCAB, SCRATCH.replace(freeze_layers=0))
+    fine = build_stage_model("fine", VOCAB, frozen_init(0))
     names = {".".join(map(str, p)) for p, _ in nnx.to_flat_state(nnx.state(fine, FrozenParam))}
     assert {n.split(".")[0] for n in names} == {"wtes", "wpe"}
     assert sum(x.size for x in jax.tree.leaves(nnx.state(fine, nnx.Param))) == count_params(
         fine)["total"]
     with pytest.raises(ValueError, match="freeze_layers=5 must lie in"):
-        build_stage_model("coarse", VOCAB, SCRATCH.replace(freeze_layers=5))
+        build_stage_model("coarse", VOCAB, frozen_init(5))

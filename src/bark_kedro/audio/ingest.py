@@ -55,6 +55,11 @@ class IngestConfig:
     ``normalization`` is ``"peak"`` (max |sample| at ``peak_dbfs``), ``"loudness"`` (ITU-R
     BS.1770-4 integrated loudness at ``loudness_lufs`` via pyloudnorm, peaks capped at
     ``peak_dbfs``) or ``"none"``.
+
+    ``validation_fraction`` of the utterances go to the validation split (by a hash of the
+    id); a speaker with at least ``min_clips_for_validation`` clips gets at least one
+    validation utterance even when the hash gave it none (small fine-tuning corpora; 0 turns
+    this off).
     """
 
     min_duration_s: float = 0.3
@@ -66,6 +71,7 @@ class IngestConfig:
     codec_sample_rate: int = 24_000
     semantic_sample_rate: int = 16_000
     validation_fraction: float = 0.1
+    min_clips_for_validation: int = 5
 
     def __post_init__(self) -> None:
         def fail(field: str, problem: str) -> None:
@@ -84,6 +90,12 @@ class IngestConfig:
                 fail(name, "must be a positive number of Hz")
         if not 0.0 <= self.validation_fraction <= 1.0:
             fail("validation_fraction", "must be between 0 and 1")
+        threshold = self.min_clips_for_validation
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold == 1 or (
+            threshold < 0
+        ):
+            fail("min_clips_for_validation", "must be 0 (off) or an int >= 2 (a speaker keeps "
+                 "at least one training clip)")
 
 
 # Terminal escape sequences, removed whole (dropping only ESC would leave "[31m" behind):
@@ -116,15 +128,43 @@ def normalize_transcript(text: str) -> str:
     return " ".join(text.split())
 
 
+def _hash_position(utterance_id: str) -> float:
+    digest = hashlib.sha256(str(utterance_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def assign_split(utterance_id: str, validation_fraction: float) -> str:
     """``"validation"`` for a stable ``validation_fraction`` share of ids, else ``"train"``.
 
     Uses SHA-256 of the id, so the split is the same on every machine, run and Python process
     and an utterance never changes side when the corpus grows.
     """
-    digest = hashlib.sha256(str(utterance_id).encode("utf-8")).digest()
-    position = int.from_bytes(digest[:8], "big") / 2**64
-    return "validation" if position < validation_fraction else "train"
+    return "validation" if _hash_position(utterance_id) < validation_fraction else "train"
+
+
+def assign_splits(
+    utterance_ids: list[str], speakers: list[str], validation_fraction: float,
+    min_clips_for_validation: int,
+) -> list[str]:
+    """:func:`assign_split` of each id, then, for each speaker with at least
+    ``min_clips_for_validation`` clips (0: never) and no validation utterance, its clip of
+    lowest hash position moves to validation.
+
+    Deterministic (hashes of the ids only). The moved clip returns to train once the
+    speaker's own hash share reaches validation, so only small speakers' splits can change
+    as their clips grow in number.
+    """
+    splits = [assign_split(i, validation_fraction) for i in utterance_ids]
+    if not min_clips_for_validation:
+        return splits
+    by_speaker: dict[str, list[int]] = {}
+    for row, speaker in enumerate(speakers):
+        by_speaker.setdefault(speaker, []).append(row)
+    for rows in by_speaker.values():
+        if len(rows) >= min_clips_for_validation and all(splits[r] == "train" for r in rows):
+            chosen = min(rows, key=lambda r: (_hash_position(utterance_ids[r]), utterance_ids[r]))
+            splits[chosen] = "validation"
+    return splits
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -257,7 +297,7 @@ def ingest_utterances(
                     "duration_s": duration_s,
                     "audio_24k_path": paths[config.codec_sample_rate],
                     "audio_16k_path": paths[config.semantic_sample_rate],
-                    "split": assign_split(utt_id, config.validation_fraction),
+                    "split": "train",  # assigned below, per speaker
                     "source_path": source_path,
                 }
             )
@@ -273,6 +313,10 @@ def ingest_utterances(
     bar.close()
 
     utterances = pd.DataFrame(kept, columns=UTTERANCE_COLUMNS)
+    utterances["split"] = assign_splits(
+        utterances["utterance_id"].tolist(), utterances["speaker"].tolist(),
+        config.validation_fraction, config.min_clips_for_validation,
+    )
     utterances["duration_s"] = utterances["duration_s"].astype(float)
     rejected_table = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
     if utterances.empty:
@@ -293,7 +337,8 @@ def reject_counts(rejected: pd.DataFrame) -> dict[str, int]:
 
 
 def summarize(utterances: pd.DataFrame, rejected: pd.DataFrame) -> dict[str, float]:
-    """Flat metrics for MLflow: counts, hours per split, speakers and ``rejected.<code>`` counts."""
+    """Flat metrics for MLflow: counts, hours per split, speakers, ``rejected.<code>`` counts,
+    and each speaker's validation utterances (``validation_utterances.<speaker>``)."""
     hours = utterances["duration_s"].astype(float) / 3600.0
     split = utterances["split"]
     summary = {
@@ -304,5 +349,9 @@ def summarize(utterances: pd.DataFrame, rejected: pd.DataFrame) -> dict[str, flo
         "hours_validation": float(hours[split == "validation"].sum()),
         "n_speakers": float(utterances["speaker"].nunique()),
     }
+    per_speaker = (split == "validation").groupby(utterances["speaker"].astype(str)).sum()
+    summary["speakers_without_validation"] = float((per_speaker == 0).sum())
+    summary.update({f"validation_utterances.{speaker}": float(n)
+                    for speaker, n in per_speaker.items()})
     summary.update({f"rejected.{code}": float(n) for code, n in reject_counts(rejected).items()})
     return summary

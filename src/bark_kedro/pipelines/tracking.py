@@ -54,6 +54,13 @@ def mlflow_step_logger(prefix: str) -> Callable[[int, Mapping[str, float]], None
     return log
 
 
+def log_parameter_counts(section: str, counts: Mapping[str, int]) -> None:
+    """``<section>/params_trainable``, ``params_frozen``, ``params_total`` of the active run."""
+    if mlflow.active_run() is None:
+        return
+    mlflow.log_metrics({metric_key(section, f"params_{k}"): float(v) for k, v in counts.items()})
+
+
 class SectionMetricsDataset(MlflowMetricsHistoryDataset):
     """``MlflowMetricsHistoryDataset`` naming metrics ``<section>/<name>``.
 

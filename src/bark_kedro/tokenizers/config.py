@@ -53,6 +53,9 @@ class TextConfig:
         if self.kind not in TEXT_TOKENIZER_KINDS:
             _fail(self, "kind", f"must be one of {list(TEXT_TOKENIZER_KINDS)}")
         _positive(self, "min_count")
+        if self.kind == "bark" and self.path and not Path(self.path).exists():
+            _fail(self, "path", "no such file or folder: put Bark's BERT vocabulary there "
+                                "(vocab.txt of bert-base-multilingual-cased)")
 
     def build(self, train_texts: Sequence[str]) -> TextTokenizer:
         """The tokenizer: loaded (``bark``) or built from ``train_texts``."""

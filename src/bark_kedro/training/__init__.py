@@ -2,6 +2,7 @@
 checkpoints and the training loop."""
 
 from bark_kedro.models import BarkVocab
+from bark_kedro.training.adapters import load_lora_run
 from bark_kedro.training.batching import BucketBatcher, DataPosition, best_bucket_lengths
 from bark_kedro.training.config import (
     MeshConfig,
@@ -29,6 +30,7 @@ from bark_kedro.training.model_init import (
     FrozenParam,
     build_stage_model,
     count_params,
+    lora_model,
     stage_vocabulary,
 )
 from bark_kedro.training.run import StageRun, stage_metrics, train_stage_from_tables
@@ -59,9 +61,11 @@ __all__ = [
     "build_stage_examples",
     "build_stage_model",
     "count_params",
+    "lora_model",
     "device_facts",
     "evaluate_examples",
     "is_primary",
+    "load_lora_run",
     "make_batcher",
     "make_mesh",
     "maybe_initialize_distributed",

@@ -2,7 +2,7 @@
 
 One ``orbax.checkpoint.CheckpointManager`` directory per run (``run_dir``); each step
 directory holds a :class:`~bark_kedro.training.state.TrainState` (``params``: frozen +
-trainable flat dicts, ``opt_state``) and what travels beside it, ``meta`` (JSON: step,
+trainable flat dicts, the trainable ones only in a LoRA run, ``opt_state``) and what travels beside it, ``meta`` (JSON: step,
 data position, train/model configs, history). Orbax writes to a temporary name and
 renames when complete, so a killed run leaves only whole checkpoints; process
 0 writes the JSON, every process its shards of the arrays.
@@ -31,7 +31,10 @@ def _abstract(tree: Any, shardings: Any) -> Any:
 class TrainCheckpoints:
     """Save and restore the training state of one run directory."""
 
-    def __init__(self, run_dir: str | Path, keep: int = 2):
+    def __init__(self, run_dir: str | Path, keep: int = 2, store_frozen: bool = True):
+        # store_frozen=False (LoRA runs): only the trainable parameters are written; the
+        # frozen base comes back from the state given to restore (the run checks its digest)
+        self.store_frozen = store_frozen
         # a bucket URL (gs://..., shared by the hosts of a pod) or a local directory
         remote = "://" in str(run_dir)
         self.run_dir = epath.Path(str(run_dir)) if remote else Path(run_dir).absolute()
@@ -48,8 +51,11 @@ class TrainCheckpoints:
         """Write ``state`` (after ``step`` updates: ``state.step`` as a host int, which needs
         no device read) and the data position beside it (asynchronously)."""
         meta = dict(meta, step=step, position=[position.epoch, position.index])
+        params = {"trainable": state.trainable}
+        if self.store_frozen:
+            params["frozen"] = state.frozen
         args = ocp.args.Composite(
-            params=ocp.args.StandardSave({"frozen": state.frozen, "trainable": state.trainable}),
+            params=ocp.args.StandardSave(params),
             opt_state=ocp.args.StandardSave(state.opt_state),
             meta=ocp.args.JsonSave(meta),
         )
@@ -63,8 +69,9 @@ class TrainCheckpoints:
         step = self.latest_step()
         if step is None:
             raise FileNotFoundError(f"{self.run_dir} holds no complete checkpoint")
-        params = {"frozen": _abstract(state.frozen, shardings.frozen),
-                  "trainable": _abstract(state.trainable, shardings.trainable)}
+        params = {"trainable": _abstract(state.trainable, shardings.trainable)}
+        if self.store_frozen:
+            params["frozen"] = _abstract(state.frozen, shardings.frozen)
         args = ocp.args.Composite(
             params=ocp.args.StandardRestore(params),
             opt_state=ocp.args.StandardRestore(_abstract(state.opt_state, shardings.opt_state)),
@@ -73,8 +80,10 @@ class TrainCheckpoints:
         restored = self.manager.restore(step, args=args)
         meta = restored["meta"]
         step_array = jax.device_put(jnp.asarray(int(meta["step"]), jnp.int32), shardings.step)
-        state = TrainState(step_array, restored["params"]["trainable"],
-                           restored["params"]["frozen"], restored["opt_state"])
+        frozen = (restored["params"]["frozen"] if self.store_frozen
+                  else jax.device_put(state.frozen, shardings.frozen))
+        state = TrainState(step_array, restored["params"]["trainable"], frozen,
+                           restored["opt_state"])
         return state, DataPosition(*meta["position"]), meta
 
     def read_meta(self, step: int | None = None) -> dict[str, Any]:

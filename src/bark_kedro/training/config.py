@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bark_kedro.models.layout import STAGES, scaled_windows
+from bark_kedro.models.lora import LoRAConfig
 
 INIT_SOURCES = ("scratch", "suno", "transformers", "orbax")
+FINETUNE_MODES = ("full", "freeze", "lora")
 FINE_CODEBOOK_CHOICES = ("all", "random")
 
 
@@ -207,15 +210,21 @@ class ModelInitConfig(_Replaceable):
     "suno" (a ``.pt`` file), "transformers" (a ``save_pretrained`` directory of a Bark
     sub-model or a whole ``BarkModel``), "orbax" (a directory of ``models.save_model``).
     For a loaded model, ``overrides`` may only change ``dtype`` and ``dropout``.
-    ``freeze_layers``: -1 trains everything, 0 freezes the embeddings, N the embeddings
-    and the first N transformer blocks.
+
+    ``finetune`` says what trains: "full" every parameter; "freeze" all but the
+    embeddings and the first ``freeze_layers`` blocks (0: the embeddings only); "lora"
+    only low-rank adapters (``lora``: rank, alpha, dropout, target modules, and whether
+    the LayerNorms / heads train too; its defaults when left out), the base weights frozen.
+    ``freeze_layers`` is -1 unless ``finetune`` is "freeze".
     """
 
     preset: str = "tiny"
     overrides: dict[str, Any] = field(default_factory=dict)
     init_from: str = "scratch"
     checkpoint: str | None = None
+    finetune: str = "full"
     freeze_layers: int = -1
+    lora: LoRAConfig | None = None
 
     def __post_init__(self) -> None:
         from bark_kedro.models import PRESETS
@@ -231,8 +240,29 @@ class ModelInitConfig(_Replaceable):
         if self.init_from != "scratch" and not self.checkpoint:
             _fail(self, "checkpoint", f"is required when init_from is {self.init_from!r}",
                   self.checkpoint)
+        if self.init_from != "scratch" and not Path(self.checkpoint).exists():
+            _fail(self, "checkpoint", f"names no file or folder (init_from {self.init_from!r}: "
+                  "put the official checkpoint there or point checkpoint at it)",
+                  self.checkpoint)
+        if self.finetune not in FINETUNE_MODES:
+            _fail(self, "finetune", f"must be one of {FINETUNE_MODES}", self.finetune)
         if not isinstance(self.freeze_layers, int) or self.freeze_layers < -1:
             _fail(self, "freeze_layers", "must be an int >= -1", self.freeze_layers)
+        if self.finetune == "freeze" and self.freeze_layers < 0:
+            _fail(self, "freeze_layers", "must be >= 0 when finetune is 'freeze'",
+                  self.freeze_layers)
+        if self.finetune != "freeze" and self.freeze_layers >= 0:
+            _fail(self, "freeze_layers", f"needs finetune: freeze (finetune is "
+                  f"{self.finetune!r}); set it to -1 or finetune to 'freeze'", self.freeze_layers)
+        if isinstance(self.lora, dict):
+            object.__setattr__(self, "lora", LoRAConfig.from_dict(self.lora))
+        if self.lora is not None and not isinstance(self.lora, LoRAConfig):
+            _fail(self, "lora", "must be a LoRAConfig or a dict of its fields", self.lora)
+        if self.finetune == "lora" and self.lora is None:
+            object.__setattr__(self, "lora", LoRAConfig())
+        if self.finetune != "lora" and self.lora is not None:
+            _fail(self, "lora", f"needs finetune: lora (finetune is {self.finetune!r})",
+                  self.lora)
 
 
 @dataclass(frozen=True)

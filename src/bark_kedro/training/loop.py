@@ -26,6 +26,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from bark_kedro.models.lora import LoRAConfig, base_digest, has_adapters, merge_adapters
 from bark_kedro.training import step as steps
 from bark_kedro.training.batching import DataPosition
 from bark_kedro.training.checkpoints import TrainCheckpoints
@@ -232,8 +233,17 @@ def _check_inputs(model, train_examples, val_examples, config: TrainConfig) -> N
             )
 
 
-def _restore(checkpoints, state, shardings, stage: str, model_config: dict):
-    """The checkpointed ``(state, position, meta)``, checked to belong to this run."""
+def _restore(checkpoints, state, shardings, stage: str, model_config: dict,
+             digest: str | None):
+    """The checkpointed ``(state, position, meta)``, checked to belong to this run (and, for
+    LoRA adapters, to this base model: ``digest``)."""
+    stored = checkpoints.read_meta().get("base_digest")
+    if stored != digest:
+        raise ValueError(
+            f"{checkpoints.run_dir} holds a run on base weights with digest {stored}, this "
+            f"model's base has digest {digest}: LoRA adapters only resume on the base "
+            "checkpoint they were trained on; load that base or use another run directory"
+        )
     state, position, meta = checkpoints.restore(state, shardings)
     if meta.get("stage") != stage:
         raise ValueError(
@@ -259,8 +269,13 @@ def train(
     *,
     on_metrics: MetricsCallback | None = None,
     on_eval: MetricsCallback | None = None,
+    lora: LoRAConfig | None = None,
 ) -> TrainResult:
     """Train ``model`` (see :func:`build_stage_model`) on ``config.stage`` examples.
+
+    A model with LoRA adapters (``lora``: their config, recorded with the checkpoints)
+    checkpoints only its trainable parameters and the digest of its base weights, resumes
+    only on that base, and comes back merged (a plain model, its adapters folded in).
 
     ``run_dir`` (a local directory, or a bucket path such as ``gs://...`` that every host
     of a multi-host run sees) receives Orbax checkpoints; if it holds some, training
@@ -285,8 +300,12 @@ def train(
     state = state.replace(opt_state=jax.eval_shape(optimizer.init, state.trainable))
     shardings = state_shardings(state, mesh)
     compiled = compile_steps(model_def, stage, mesh, shardings, optimizer)
-    checkpoints = TrainCheckpoints(run_dir, config.keep_checkpoints)
+    adapters = has_adapters(model)
+    digest = base_digest(model) if adapters else None
+    checkpoints = TrainCheckpoints(run_dir, config.keep_checkpoints, store_frozen=not adapters)
     model_config = model.config.to_dict()
+    lora_meta = ({"base_digest": digest, "lora": lora.to_dict() if lora else None}
+                 if adapters else {})
     history: dict[str, list] = {"train": [], "eval": [], "epochs": []}
     position, resumed_from = DataPosition(), None
     if checkpoints.latest_step() is None:
@@ -295,7 +314,8 @@ def train(
                                 shardings.replace(opt_state=None))
         state = params.replace(opt_state=init(params.trainable))
     else:
-        state, position, meta = _restore(checkpoints, state, shardings, stage, model_config)
+        state, position, meta = _restore(checkpoints, state, shardings, stage, model_config,
+                                         digest)
         resumed_from = int(meta["step"])
         history["eval"] = list(meta.get("eval_history", []))
         history["epochs"] = list(meta.get("epochs", []))
@@ -378,7 +398,7 @@ def train(
                 if due_save:
                     meta = {"stage": stage, "train_config": config.to_dict(),
                             "model_config": model_config, "eval_history": history["eval"],
-                            "epochs": history["epochs"]}
+                            "epochs": history["epochs"], **lora_meta}
                     checkpoints.save(step, state, position, meta)
         if pending is not None:
             report(pending)
@@ -387,6 +407,9 @@ def train(
         checkpoints.wait()
     checkpoints.close()
     trained = merge_model(model_def, host_copy(state.replace(opt_state=None)))
+    params = count_params(trained)
+    if adapters:
+        trained = merge_adapters(trained)
     evals, train_rows = history["eval"], history["train"]
     summary = {
         "stage": stage,
@@ -399,8 +422,9 @@ def train(
         "n_train_examples": len(train_examples),
         "buckets": [int(b) for b in batcher.buckets],
         "elapsed_s": time.perf_counter() - started_at,
-        "params": count_params(trained),
+        "params": params,
         "device": device_facts(mesh),
+        **lora_meta,
     }
     for name, row in (("initial", evals[0] if evals else {}), ("final", evals[-1] if evals else {})):
         for key in ("loss", "top1", "top10", "perplexity"):

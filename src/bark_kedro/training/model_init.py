@@ -1,4 +1,5 @@
-"""Build a stage's model from scratch or an official checkpoint; freeze its lower layers.
+"""Build a stage's model from scratch or an official checkpoint; freeze its lower layers
+or everything but LoRA adapters.
 
 Frozen parameters become :class:`FrozenParam` (a subclass of ``nnx.Param``): they are
 still saved with the model, but ``nnx.split(model, FrozenParam, nnx.Param, ...)`` keeps
@@ -27,6 +28,7 @@ from bark_kedro.models import (
     semantic_config,
 )
 from bark_kedro.models.layout import STAGES
+from bark_kedro.models.lora import LoRAConfig, add_lora, trainable_filter
 from bark_kedro.training.config import ModelInitConfig
 
 Model = GPT | FineGPT
@@ -138,8 +140,20 @@ def freeze_layers(model: Model, n_blocks: int) -> Model:
     return model
 
 
-def _freeze_module(module: nnx.Module) -> None:
+def lora_model(model: Model, config: LoRAConfig) -> Model:
+    """A copy of ``model`` with adapters (see :func:`~bark_kedro.models.lora.add_lora`) in
+    which every parameter but the adapters (and the LayerNorms / heads the config trains)
+    is frozen."""
+    adapted = add_lora(model, config)
+    _freeze_module(adapted, keep=nnx.filterlib.to_predicate(trainable_filter(config)))
+    return adapted
+
+
+def _freeze_module(module: nnx.Module, keep=None) -> None:
+    """Freeze every parameter of ``module`` except those ``keep(path, node)`` accepts."""
     for path, node in list(nnx.iter_graph(module)):
+        if keep is not None and keep(path, node):
+            continue
         if isinstance(node, nnx.Param) and not isinstance(node, FrozenParam):
             parent = module
             for key in path[:-1]:
@@ -158,7 +172,8 @@ def count_params(model: Model) -> dict[str, int]:
 
 def build_stage_model(stage: str, vocab: BarkVocab, init: ModelInitConfig, seed: int = 0) -> Model:
     """The ``stage`` model described by ``init`` (random weights from ``seed`` when from
-    scratch), checked against ``vocab``, with ``init.freeze_layers`` applied."""
+    scratch), checked against ``vocab``, frozen as ``init.finetune`` says (``lora``: with
+    adapters, only they train)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     if init.init_from == "scratch":
@@ -166,8 +181,10 @@ def build_stage_model(stage: str, vocab: BarkVocab, init: ModelInitConfig, seed:
     else:
         model = _load(stage, vocab, init)
     check_stage_model(model, stage, vocab, source=init.checkpoint or f"{stage} model")
-    if init.freeze_layers >= 0:
+    if init.finetune == "freeze":
         freeze_layers(model, init.freeze_layers)
+    elif init.finetune == "lora":
+        model = lora_model(model, init.lora)
     return model
 
 

@@ -119,7 +119,8 @@ def train_stage_from_tables(
     if not examples["validation"]:
         raise ValueError(
             f"no {stage} validation examples: {counts['validation']} (the corpus needs "
-            f"utterances in the validation split; see ingest.processing.validation_fraction)"
+            f"utterances in the validation split; see ingest.processing.validation_fraction "
+            "and min_clips_for_validation)"
         )
     result = train(
         model,
@@ -130,6 +131,7 @@ def train_stage_from_tables(
         run_dir,
         on_metrics=on_metrics,
         on_eval=on_eval,
+        lora=init.lora,
     )
     layout = data.resolved(model.config.block_size).to_dict()
     return StageRun(result, vocab, counts, run_dir, layout)

@@ -18,6 +18,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from bark_kedro.models.lora import draw_adapter_dropout, has_adapter_dropout
 from bark_kedro.training.batching import Batch
 from bark_kedro.training.mesh import replicated
 from bark_kedro.training.state import ModelDef, Params, TrainState
@@ -91,6 +92,8 @@ def loss_fn(
     model = model_def.merge(gather(trainable), gather(frozen))
     dropout = key is not None and float(model_def.config.dropout) > 0
     rngs = nnx.Rngs(dropout=key) if dropout else None
+    if key is not None and has_adapter_dropout(model):
+        draw_adapter_dropout(model, jax.random.fold_in(key, 1))
     stats = token_stats(*stage_outputs(model, stage, batch, rngs))
     if mean:
         return stats["loss_sum"] / jnp.maximum(stats["n_tokens"], 1.0), stats

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bark_kedro.pipelines.tracking import mlflow_step_logger
+from bark_kedro.pipelines.tracking import log_parameter_counts, mlflow_step_logger
 from bark_kedro.pipelines.train.params import TrainStageParams
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 from bark_kedro.training import train_stage_from_tables
@@ -25,7 +25,9 @@ def train_stage(
     """Train ``stage`` (bound by the pipeline of its namespace); return the model with its
     metadata (summary and the data layout it was trained with), the summary and MLflow tags.
 
-    Per-step and validation metrics go to MLflow while training runs.
+    Per-step and validation metrics go to MLflow while training runs; then the trainable,
+    frozen and total parameter counts (``<stage>/params_*``). The adapter config of a LoRA
+    run is logged with the parameters (``train_<stage>.init.lora.*``).
     """
     prefix = f"train_{stage}"
     run = train_stage_from_tables(
@@ -41,7 +43,11 @@ def train_stage(
         on_eval=mlflow_step_logger(f"{prefix}.val"),
     )
     summary = run.summary
+    log_parameter_counts(stage, summary["params"])
     tags = {f"{prefix}.{key}": str(value) for key, value in summary["device"].items()}
     tags[f"{prefix}.init_from"] = params.init.init_from
+    tags[f"{prefix}.finetune"] = params.init.finetune
+    if "base_digest" in summary:
+        tags[f"{prefix}.base_digest"] = summary["base_digest"]
     metadata = {"summary": summary, "data": run.data_layout}
     return (run.result.model, metadata), summary, tags
