@@ -92,7 +92,7 @@ def _steps(output: str) -> list[int]:
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path):
+def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, request):
     # two simulated devices in one process: the reference loss curve
     subprocess.run(_command(tmp_path / "one", tmp_path / "one_", *ARGS), cwd=ROOT, check=True,
                    env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
@@ -116,10 +116,13 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path):
     killed_dir, killed_out = tmp_path / "killed", tmp_path / "killed_"
     command = _command(killed_dir, killed_out, *ARGS, "--sleep", "0.3")
     procs = _start(command)
+    request.addfinalizer(lambda: [p.kill() for p in procs if p.poll() is None])
     killed_after = None
     deadline = time.monotonic() + 400
     for line in procs[0].stdout:
-        step = int(re.match(r"step (\d+)", line).group(1))
+        if not (match := re.match(r"step (\d+)", line)):
+            continue  # gloo's connection messages
+        step = int(match.group(1))
         saved = _complete_checkpoints(killed_dir / "2x1")
         if saved and step >= saved[-1] + 2:
             procs[1].send_signal(signal.SIGKILL)
