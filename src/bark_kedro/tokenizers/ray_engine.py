@@ -13,7 +13,9 @@ at the paths the utterances table gives (storage every node sees).
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ _IDS = {"text": ("text_ids", np.int32), "semantic": ("semantic_ids", np.int32),
         "codec": ("codes", np.int16)}
 # placeholders of a reject's row in the actors' output (never part of a token table)
 _FILL = {"text": "", "duration_s": np.nan, "n_codebooks": 0, "n_frames": 0}
+_CONNECTING = threading.Lock()  # nodes running in threads start one Ray between them
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,12 @@ def connect(config: RayEngineConfig) -> None:
     (once per process; an already connected driver is reused)."""
     import ray
 
-    if ray.is_initialized():
-        return
-    address = config.address or os.environ.get("RAY_ADDRESS") or None
-    local = {} if address else {"num_cpus": config.local_cpus, "include_dashboard": False}
-    ray.init(address=address, log_to_driver=True, **local)
+    with _CONNECTING:
+        if ray.is_initialized():
+            return
+        address = config.address or os.environ.get("RAY_ADDRESS") or None
+        local = {} if address else {"num_cpus": config.local_cpus, "include_dashboard": False}
+        ray.init(address=address, log_to_driver=True, **local)
 
 
 class _TokenizerActor:
@@ -158,8 +162,10 @@ def iter_token_batches(utterances: pd.DataFrame, stage: str, tokenizer: Any,
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress
+    n_blocks = max(1, math.ceil(len(utterances) / config.batch_rows))
     dataset = ray.data.from_pandas(utterances.reset_index(drop=True)
-                                   .assign(**{_ORDER: np.arange(len(utterances))}))
+                                   .assign(**{_ORDER: np.arange(len(utterances))}),
+                                   override_num_blocks=n_blocks)
     tokenized = dataset.map_batches(
         _TokenizerActor, batch_format="pandas", batch_size=config.batch_rows,
         fn_constructor_kwargs={"stage": stage, "tokenizer": tokenizer,
