@@ -13,7 +13,7 @@ at the paths the utterances table gives (storage every node sees).
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import threading
 import time
@@ -43,6 +43,9 @@ _IDS = {"text": ("text_ids", np.int32), "semantic": ("semantic_ids", np.int32),
 # placeholders of a reject's row in the actors' output (never part of a token table)
 _FILL = {"text": "", "duration_s": np.nan, "n_codebooks": 0, "n_frames": 0}
 _CONNECTING = threading.Lock()  # nodes running in threads start one Ray between them
+# Ray gives its node agents 15 s to start: a fully loaded machine can miss that
+_LOCAL_START_ATTEMPTS = 3
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,18 @@ def connect(config: RayEngineConfig) -> None:
         if ray.is_initialized():
             return
         address = config.address or os.environ.get("RAY_ADDRESS") or None
-        local = {} if address else {"num_cpus": config.local_cpus, "include_dashboard": False}
-        ray.init(address=address, log_to_driver=True, **local)
+        if address:
+            ray.init(address=address, log_to_driver=True)
+            return
+        for attempt in range(1, _LOCAL_START_ATTEMPTS + 1):
+            try:
+                ray.init(num_cpus=config.local_cpus, include_dashboard=False)
+                return
+            except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception on time-outs
+                ray.shutdown()
+                if "timed out during startup" not in str(err) or attempt == _LOCAL_START_ATTEMPTS:
+                    raise
+                logger.warning("a local Ray did not start in time (%s); starting again", err)
 
 
 class _TokenizerActor:
@@ -162,10 +175,10 @@ def iter_token_batches(utterances: pd.DataFrame, stage: str, tokenizer: Any,
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress
-    n_blocks = max(1, math.ceil(len(utterances) / config.batch_rows))
-    dataset = ray.data.from_pandas(utterances.reset_index(drop=True)
-                                   .assign(**{_ORDER: np.arange(len(utterances))}),
-                                   override_num_blocks=n_blocks)
+    rows = utterances.reset_index(drop=True).assign(**{_ORDER: np.arange(len(utterances))})
+    # one block per batch, so that every actor of the pool gets work
+    dataset = ray.data.from_pandas([rows.iloc[start:start + config.batch_rows]
+                                    for start in range(0, max(len(rows), 1), config.batch_rows)])
     tokenized = dataset.map_batches(
         _TokenizerActor, batch_format="pandas", batch_size=config.batch_rows,
         fn_constructor_kwargs={"stage": stage, "tokenizer": tokenizer,
