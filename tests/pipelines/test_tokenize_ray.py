@@ -10,7 +10,10 @@ import pytest
 
 from tests.pipelines.test_tokenize_pipeline import TABLES, break_audio, ingest, table, tokenize
 
-RAY = {"tokenize.engine": "ray", "tokenize.ray.local_cpus": 2, "tokenize.ray.actors": 2,
+# EnCodec's codes of a clip depend a little on the clips padded with it in one batch (its last
+# frames see the padding), so the engines agree bit for bit when each clip is encoded alone
+ALONE = {"tokenize.codec.batch_size": 1}
+RAY = {**ALONE, "tokenize.engine": "ray", "tokenize.ray.local_cpus": 2, "tokenize.ray.actors": 2,
        "tokenize.ray.batch_rows": 2}
 
 
@@ -34,7 +37,7 @@ def test_ray_and_local_give_the_same_tables_and_rejects(project_copy: Path) -> N
     utterances = pd.read_parquet(project_copy / "data/03_primary/utterances.parquet" / version
                                  / "utterances.parquet")
     expected = break_audio(project_copy, utterances)
-    tokenize(project_copy)
+    tokenize(project_copy, **ALONE)
     local = {name: table(project_copy, name) for name in TABLES}
     try:
         tokenize(project_copy, **RAY)
