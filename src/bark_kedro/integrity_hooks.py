@@ -33,6 +33,13 @@ from bark_kedro.atomic_files import remove_orphans
 
 logger = logging.getLogger(__name__)
 
+
+def _is_primary_process() -> bool:
+    """Process 0 of a multi-host run (or the only process): the one that writes ``data/``."""
+    import jax
+
+    return jax.process_index() == 0
+
 COMMITTED_PIPELINE = "tokenize"
 COMMIT_RECORD = "tokenize_commit"
 SOURCE_DATASET = "utterances"
@@ -235,8 +242,9 @@ class RunIntegrityHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         project = Path(run_params.get("project_path") or ".")
-        for orphan in remove_orphans(project / "data"):
-            logger.warning("removed %s, left half-written by a killed run", orphan)
+        if _is_primary_process():  # another host's pids say nothing about process 0's writers
+            for orphan in remove_orphans(project / "data"):
+                logger.warning("removed %s, left half-written by a killed run", orphan)
         self._track_process()
         members = self._set_members(catalog)
         self._members = members if set(members) <= set(pipeline.all_outputs()) else []

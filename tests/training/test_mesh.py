@@ -37,7 +37,8 @@ def test_one_device_mesh_and_facts():
 
 @pytest.mark.parametrize(("env", "expected"), [
     ({}, False),
-    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "2"}, True),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "2",
+      "JAX_PROCESS_ID": "0"}, True),
     ({"TPU_WORKER_HOSTNAMES": "host0"}, False),  # one host: nothing to coordinate
     ({"TPU_WORKER_HOSTNAMES": "host0,host1,host2,host3"}, True),
     ({"BARK_KEDRO_DISTRIBUTED": "1"}, True),

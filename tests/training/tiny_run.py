@@ -6,6 +6,8 @@
 Prints ``step N`` after each step (flushed). For each ``--mesh`` (default: all devices
 data parallel) trains from scratch in ``RUN_DIR/<mesh>`` and writes
 ``OUT_PREFIX<mesh>.npz`` (final parameters) and ``OUT_PREFIX<mesh>.json`` (losses).
+With ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` set it is
+one process of a multi-process run: every process trains, process 0 prints and writes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from bark_kedro.training import (
     TrainConfig,
     build_stage_examples,
     build_stage_model,
+    is_primary,
+    maybe_initialize_distributed,
     stage_vocab,
     train,
 )
@@ -43,6 +47,7 @@ def main() -> None:
     parser.add_argument("--mesh", nargs="*", default=["-1x1"])
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds after each step")
     args = parser.parse_args()
+    maybe_initialize_distributed()
 
     vocab = stage_vocab(40, 64, 1024)
     tables = token_tables(vocab, n_utterances=30)
@@ -71,6 +76,8 @@ def main() -> None:
         result = train(model, train_ex, val_ex, config, data, f"{args.run_dir}/{mesh}",
                        on_metrics=report)
         trainable = split_model(result.model)[1].trainable
+        if not is_primary():
+            continue
         np.savez(f"{args.out_prefix}{mesh}.npz", **{k: np.asarray(v) for k, v in trainable.items()})
         losses = [row["loss"] for row in result.history["train"]]
         with open(f"{args.out_prefix}{mesh}.json", "w") as f:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -24,7 +25,16 @@ from bark_kedro.models.gpt import GPT
 
 
 def _checkpointer() -> ocp.Checkpointer:
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    """A checkpointer of this process alone (in a multi-host run only process 0 writes the
+    model directory, so no other process takes part in its barriers)."""
+    me = jax.process_index()
+    options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(), multiprocessing_options=options)
+
+
+def _host_arrays(tree: Any) -> Any:
+    """Arrays as numpy: a process-local jax.Array of a multi-host run is not Orbax-savable."""
+    return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) else x, tree)
 
 
 def _require_checkpoint(directory: Path) -> None:
@@ -48,13 +58,13 @@ def save_model(
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass overwrite=True to replace it")
     items = {
-        "params": ocp.args.StandardSave(nnx.state(model, nnx.Param).to_pure_dict()),
+        "params": ocp.args.StandardSave(_host_arrays(nnx.state(model, nnx.Param).to_pure_dict())),
         "config": ocp.args.JsonSave(model.config.to_dict()),
     }
     if metadata is not None:
         items["metadata"] = ocp.args.JsonSave(metadata)
     if extra is not None:
-        items["extra"] = ocp.args.StandardSave(extra)
+        items["extra"] = ocp.args.StandardSave(_host_arrays(extra))
     with _checkpointer() as ckpt:
         ckpt.save(directory, ocp.args.Composite(**items), force=overwrite)
     return directory

@@ -5,7 +5,8 @@ codec codebooks); every utterance of both splits is then tokenized. An utterance
 (unreadable audio, no ids, a frame count that disagrees with its duration, a tokenizer error)
 becomes a row of the rejects table with ``reason = "<code>: <detail>"`` and the rest goes on.
 Each ``tokenize_*`` function returns ``(table, rejects, stats)``; ``stats`` holds throughput
-figures (``audio_s_per_s`` is audio seconds per wall second).
+figures (``audio_s_per_s`` is audio seconds per wall second). The same functions tokenize one
+batch of utterances for the Ray engine (``require_some=False``: a batch may be all rejects).
 """
 
 from __future__ import annotations
@@ -117,8 +118,32 @@ def _base(row: Any) -> dict[str, Any]:
     return {"utterance_id": row.utterance_id, "speaker": row.speaker, "split": row.split}
 
 
+def check_some_tokenized(stage: str, n_tokenized: int, rejects: list[dict] | pd.DataFrame
+                         ) -> None:
+    """A ValueError (counting the reasons, naming the first) when every utterance of the
+    corpus was rejected by ``stage``."""
+    if n_tokenized or not len(rejects):
+        return
+    rejects = rejects.to_dict("records") if isinstance(rejects, pd.DataFrame) else rejects
+    reasons = Counter(r["reason"].split(":", 1)[0] for r in rejects)
+    raise ValueError(f"no utterance could be tokenized by the {stage} stage "
+                     f"({len(rejects)} rejected: {dict(reasons)}); first: "
+                     f"{rejects[0]['utterance_id']}: {rejects[0]['reason']}")
+
+
+def text_id_stats(table: pd.DataFrame, tokenizer: TextTokenizer) -> dict[str, float]:
+    """Ids in a ``text_tokens`` table, the share of unknown ids, the vocabulary size."""
+    unk_id = getattr(tokenizer, "unk_id", None)
+    n_ids = sum(len(ids) for ids in table["text_ids"])
+    n_unknown = (sum(int(np.sum(ids == unk_id)) for ids in table["text_ids"])
+                 if unk_id is not None else 0)
+    return {"n_tokens": float(n_ids), "unknown_fraction": n_unknown / max(n_ids, 1),
+            "vocab_size": float(tokenizer.text_vocab_size)}
+
+
 def _tokenize_rows(utterances: pd.DataFrame, stage: str, encode: Callable[[Any], dict],
-                   progress: bool) -> tuple[list[dict], pd.DataFrame, dict[str, float]]:
+                   progress: bool, require_some: bool = True
+                   ) -> tuple[list[dict], pd.DataFrame, dict[str, float]]:
     """``encode(row) -> row dict`` for every utterance; :class:`Rejected` rows go to rejects."""
     check_utterances(utterances)
     rows, rejects = [], []
@@ -131,11 +156,8 @@ def _tokenize_rows(utterances: pd.DataFrame, stage: str, encode: Callable[[Any],
                             "reason": str(rejected)})
         meter.add(row.duration_s)
     stats = meter.stats(n_tokenized=len(rows), n_rejected=len(rejects))
-    if rejects and not rows:
-        reasons = Counter(r["reason"].split(":", 1)[0] for r in rejects)
-        raise ValueError(f"no utterance could be tokenized by the {stage} stage "
-                         f"({len(rejects)} rejected: {dict(reasons)}); first: "
-                         f"{rejects[0]['utterance_id']}: {rejects[0]['reason']}")
+    if require_some:
+        check_some_tokenized(stage, len(rows), rejects)
     return rows, rejected_table(rejects), stats
 
 
@@ -157,27 +179,23 @@ def fit_text_tokenizer(utterances: pd.DataFrame, config: TextConfig) -> TextToke
     return config.build(list(texts))
 
 
-def tokenize_text(utterances: pd.DataFrame, tokenizer: TextTokenizer, progress: bool = True
+def tokenize_text(utterances: pd.DataFrame, tokenizer: TextTokenizer, progress: bool = True,
+                  require_some: bool = True
                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """``text_tokens`` (raw ids in ``[0, text_vocab_size)``), rejects and stats (incl. the
     share of unknown tokens for vocabularies built from data)."""
-    unk_id = getattr(tokenizer, "unk_id", None)
-    n_unknown = n_ids = 0
-
     def encode(row: Any) -> dict:
-        nonlocal n_unknown, n_ids
         ids = np.asarray(tokenizer.encode_raw(str(row.text)), np.int32)
         if ids.size == 0:
             raise Rejected(EMPTY_IDS, f"the {tokenizer.kind} tokenizer gave no ids for "
                                       f"{str(row.text)[:40]!r}")
-        n_ids += ids.size
-        n_unknown += int(np.sum(ids == unk_id)) if unk_id is not None else 0
         return {"text": str(row.text), "text_ids": ids}
 
-    rows, rejects, stats = _tokenize_rows(utterances, "text", _guarded(encode), progress)
-    stats.update(n_tokens=float(n_ids), unknown_fraction=n_unknown / max(n_ids, 1),
-                 vocab_size=float(tokenizer.text_vocab_size))
-    return text_tokens_table(rows), rejects, stats
+    rows, rejects, stats = _tokenize_rows(utterances, "text", _guarded(encode), progress,
+                                          require_some)
+    table = text_tokens_table(rows)
+    stats.update(text_id_stats(table, tokenizer))
+    return table, rejects, stats
 
 
 # ---- semantic ---------------------------------------------------------------------------------
@@ -245,7 +263,8 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame, config: SemanticConfig,
 
 
 def tokenize_semantic(utterances: pd.DataFrame, tokenizer: SemanticTokenizer,
-                      progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+                      progress: bool = True, require_some: bool = True
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """``semantic_tokens`` (int32 ids at 50 Hz), rejects and stats."""
     def encode(row: Any) -> dict:
         ids = tokenizer.encode(read_clip(row.audio_16k_path, SEMANTIC_SAMPLE_RATE))
@@ -253,7 +272,8 @@ def tokenize_semantic(utterances: pd.DataFrame, tokenizer: SemanticTokenizer,
         return {"duration_s": float(row.duration_s), "semantic_ids": ids}
 
     with _threads_for(tokenizer.extractor):
-        rows, rejects, stats = _tokenize_rows(utterances, "semantic", _guarded(encode), progress)
+        rows, rejects, stats = _tokenize_rows(utterances, "semantic", _guarded(encode), progress,
+                                              require_some)
     return semantic_tokens_table(rows), rejects, stats
 
 
@@ -302,7 +322,8 @@ def _groups(utterances: pd.DataFrame, seconds: float) -> Iterator[pd.DataFrame]:
 
 
 def tokenize_codec(utterances: pd.DataFrame, codec: CodecTokenizer, group_seconds: float = 600.0,
-                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+                   progress: bool = True, require_some: bool = True
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
     """``codec_tokens`` (int16 codes, 75 Hz), rejects and stats. Audio is read and encoded
     ``group_seconds`` at a time, batched by the codec (see :class:`CodecTokenizer`)."""
     check_utterances(utterances)
@@ -335,7 +356,7 @@ def tokenize_codec(utterances: pd.DataFrame, codec: CodecTokenizer, group_second
         check_frames(codes.shape[1], row.duration_s, CODEC_RATE, "codec")
         return {"duration_s": float(row.duration_s), "codes": codes}
 
-    rows, rejects, _ = _tokenize_rows(utterances, "codec", encode, progress=False)
+    rows, rejects, _ = _tokenize_rows(utterances, "codec", encode, False, require_some)
     stats = meter.stats(n_tokenized=len(rows), n_rejected=len(rejects))
     return codec_tokens_table(rows), rejects, stats
 

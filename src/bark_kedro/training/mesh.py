@@ -35,20 +35,61 @@ def _wants_distributed(env: Mapping[str, str]) -> bool:
     return len(hosts) > 1  # a multi-host TPU slice (pod)
 
 
-def maybe_initialize_distributed(env: Mapping[str, str] | None = None) -> bool:
-    """``jax.distributed.initialize()`` when the environment describes several processes.
+# variables through which a launcher (SLURM, Open MPI) tells JAX the processes on its own
+_AUTO_DETECTED_ENV = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "OMPI_MCA_orte_hnp_uri")
 
-    Triggers: ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``,
-    a TPU pod (``TPU_WORKER_HOSTNAMES`` with several hosts) or ``BARK_KEDRO_DISTRIBUTED=1``
-    (then JAX detects the cluster: SLURM, Open MPI, GKE, TPU). Call it before anything
-    else touches JAX. Returns whether the distributed runtime is (now) initialized.
+
+def distributed_arguments(env: Mapping[str, str]) -> dict[str, Any]:
+    """``jax.distributed.initialize`` arguments from ``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; the ones not set are left to JAX's
+    cluster detection (SLURM, Open MPI, TPU), which must then be present.
+    """
+    address, count, index = (env.get(name, "").strip() for name in _DISTRIBUTED_ENV)
+    arguments: dict[str, Any] = {}
+    if address:
+        arguments["coordinator_address"] = address
+    for name, key, value in (("JAX_NUM_PROCESSES", "num_processes", count),
+                             ("JAX_PROCESS_ID", "process_id", index)):
+        if not value:
+            continue
+        if not value.isdigit():
+            raise ValueError(f"{name}={value!r} must be a non-negative integer")
+        arguments[key] = int(value)
+    if "num_processes" in arguments and "process_id" in arguments:
+        if arguments["process_id"] >= arguments["num_processes"]:
+            raise ValueError(f"JAX_PROCESS_ID={index} must be below JAX_NUM_PROCESSES={count}")
+    auto_detected = any(env.get(name) for name in _AUTO_DETECTED_ENV)
+    missing = [name for name, value in zip(_DISTRIBUTED_ENV, (address, count, index),
+                                           strict=True) if not value]
+    if arguments and missing and not auto_detected:
+        raise ValueError(
+            f"multi-process start: {', '.join(missing)} not set (set all of "
+            f"{', '.join(_DISTRIBUTED_ENV)} on every process, or launch under SLURM / Open MPI)"
+        )
+    return arguments
+
+
+def maybe_initialize_distributed(env: Mapping[str, str] | None = None) -> bool:
+    """``jax.distributed.initialize`` when the environment describes several processes.
+
+    Triggers: ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``
+    (passed on as the coordinator address, process count and this process's index), a
+    TPU pod (``TPU_WORKER_HOSTNAMES`` with several hosts) or ``BARK_KEDRO_DISTRIBUTED=1``
+    (then JAX detects the cluster: SLURM, Open MPI, GKE, TPU). CPU collectives across
+    processes use gloo (unless ``JAX_CPU_COLLECTIVES_IMPLEMENTATION`` says otherwise).
+    Call it before anything else touches JAX. Returns whether the distributed runtime is
+    (now) initialized.
     """
     env = os.environ if env is None else env
     if jax.distributed.is_initialized():
         return True
     if not _wants_distributed(env):
         return False
-    jax.distributed.initialize()
+    arguments = distributed_arguments(env)
+    if not env.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
+        # only the CPU backend reads it: GPU and TPU collectives are unchanged
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**arguments)
     log.info(
         "jax.distributed initialized: process %d of %d, %d local / %d global devices",
         jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count(),

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bark_kedro.pipelines.tokenize.params import TokenizeParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
-from bark_kedro.tokenizers import corpus
+from bark_kedro.tokenizers import corpus, ray_engine
 from bark_kedro.tokenizers.codec import CodecTokenizer
 from bark_kedro.tokenizers.report import numeric_leaves, summarize_tokenization
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
@@ -18,6 +18,16 @@ from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
 Stats = dict[str, float]
+
+
+def _on_engine(stage: str, utterances: pd.DataFrame, tokenizer: Any, params: TokenizeParams,
+               **options: Any) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
+    """``corpus.tokenize_<stage>`` in this process, or on Ray (``tokenize.engine``)."""
+    if params.engine == "ray":
+        return ray_engine.tokenize_on_ray(utterances, stage, tokenizer, params.ray, options,
+                                          progress=params.progress)
+    tokenize = getattr(corpus, f"tokenize_{stage}")
+    return tokenize(utterances, tokenizer, **options, progress=params.progress)
 
 
 def fit_text_tokenizer(utterances: pd.DataFrame, params: TokenizeParams) -> dict[str, Any]:
@@ -29,7 +39,7 @@ def tokenize_text(utterances: pd.DataFrame, text_tokenizer: dict[str, Any],
                   params: TokenizeParams) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
     """``text_tokens``, the text rejects and throughput figures."""
     tokenizer = text_tokenizer_from_dict(text_tokenizer)
-    return corpus.tokenize_text(utterances, tokenizer, progress=params.progress)
+    return _on_engine("text", utterances, tokenizer, params)
 
 
 def fit_semantic_tokenizer(utterances: pd.DataFrame,
@@ -41,7 +51,7 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame,
 def tokenize_semantic(utterances: pd.DataFrame, semantic_tokenizer: SemanticTokenizer,
                       params: TokenizeParams) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
     """``semantic_tokens``, the semantic rejects and throughput figures."""
-    return corpus.tokenize_semantic(utterances, semantic_tokenizer, progress=params.progress)
+    return _on_engine("semantic", utterances, semantic_tokenizer, params)
 
 
 def build_codec(utterances: pd.DataFrame, params: TokenizeParams) -> CodecTokenizer:
@@ -57,8 +67,8 @@ def tokenize_codec(utterances: pd.DataFrame, codec_model: CodecTokenizer,
                                      max_batch_seconds=c.max_batch_seconds,
                                      max_chunk_seconds=c.max_chunk_seconds,
                                      cpu_workers=c.cpu_workers)
-    table, rejects, stats = corpus.tokenize_codec(utterances, codec, c.group_seconds,
-                                                  progress=params.progress)
+    table, rejects, stats = _on_engine("codec", utterances, codec, params,
+                                       group_seconds=c.group_seconds)
     logger.info("codec tokens at %.1f audio-s/s (weights: %s)", stats["audio_s_per_s"],
                 codec.weights_source)
     return table, rejects, stats
