@@ -35,7 +35,7 @@ def test_metric_names_have_one_slash_and_the_stage_as_section(store) -> None:
         dataset.save(tracking.as_mlflow_metrics({"coarse/loss": 1.5, "mcd_db_mean": 9.0}))
     metrics = store.get_run(run.info.run_id).data.metrics
     assert metrics == {"coarse/train_loss": 2.5, "coarse/val_loss": 2.0,
-                       "coarse/heldout_loss": 1.5, "synthesis/mcd_db_mean": 9.0}
+                       "coarse_heldout/loss": 1.5, "synthesis/mcd_db_mean": 9.0}
     assert [m.step for m in store.get_metric_history(run.info.run_id, "coarse/val_loss")] == [4]
 
 
