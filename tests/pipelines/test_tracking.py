@@ -44,7 +44,7 @@ def test_run_name_shows_the_overrides_and_a_fingerprint() -> None:
     fingerprint = tracking.config_fingerprint(params)
     assert fingerprint != tracking.config_fingerprint({**params, "x": 1})
     name = tracking.run_name("train_coarse", params, fingerprint)
-    assert name == f"train_coarse optimizer.learning_rate=0.001 #{fingerprint}"
+    assert name == f"train_coarse #{fingerprint} optimizer.learning_rate=0.001"
     assert tracking.run_name("ingest", {}, "abc") == "ingest #abc"
 
 

@@ -94,12 +94,13 @@ def config_fingerprint(params: Mapping[str, Any]) -> str:
 
 
 def run_name(pipeline: str, overrides: Mapping[str, Any], fingerprint: str) -> str:
-    """``<pipeline> <key>=<value> ... #<fingerprint>``: the pipeline, what ``--params``
-    changed from the configuration (the last two parts of each key), and the fingerprint."""
+    """``<pipeline> #<fingerprint> <key>=<value> ...``: the pipeline, the fingerprint (first, so
+    runs differ in the run list's narrow name column too) and what ``--params`` changed from the
+    configuration (the last two parts of each key)."""
     changed = " ".join(
         f"{'.'.join(str(key).split('.')[-2:])}={value}" for key, value in sorted(overrides.items())
     )
-    return " ".join(part for part in (pipeline, changed, f"#{fingerprint}") if part)
+    return " ".join(part for part in (pipeline, f"#{fingerprint}", changed) if part)
 
 
 def log_dataset_input(name: str, source: str, version: str, context: str) -> None:
