@@ -230,8 +230,12 @@ class RunTrackingHooks:
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
         run = mlflow.last_active_run()
         if run is not None:
-            logger.info("MLflow run %r (%s) recorded: mlflow ui --backend-store-uri %s",
-                        run.info.run_name, run.info.run_id, mlflow.get_tracking_uri())
+            # MLflow 3's UI opens an experiment on its GenAI overview unless the browser chose
+            # "Model training" once; `workflowType=machine_learning` opens the run itself.
+            logger.info("MLflow run %r recorded: mlflow ui --backend-store-uri %s, then "
+                        "http://127.0.0.1:5000/#/experiments/%s/runs/%s"
+                        "?workflowType=machine_learning", run.info.run_name,
+                        mlflow.get_tracking_uri(), run.info.experiment_id, run.info.run_id)
 
     @hook_impl
     def after_dataset_loaded(self, dataset_name: str) -> None:

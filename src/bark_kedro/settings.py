@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -49,13 +50,34 @@ logging.getLogger("kedro_mlflow").setLevel(logging.NOTSET)
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+_PYDANTIC_DETAIL = re.compile(r" \[type=.*")
+
+
+def short_parameter_error(message: str) -> str:
+    """Kedro's parameter validation message (pydantic's report per parameter) on one line:
+    ``Parameter validation failed: ingest.processing.min_duraton_s: Unexpected keyword ...``."""
+    problems, key, field = [], "", None
+    for line in message.splitlines()[1:]:
+        head = re.match(r"- Parameter '([^']+)': (.*)", line)
+        if head:
+            key, rest = head.groups()
+            if "validation error" not in rest:
+                problems.append(f"{key}: {rest}")
+        elif line.startswith(" ") and field is not None:
+            problems.append(f"{key}.{field}: {_PYDANTIC_DETAIL.sub('', line.strip())}")
+            field = None
+        elif line.strip() and not line.startswith(" "):
+            field = line.strip()
+    return "Parameter validation failed: " + ("; ".join(problems) or " ".join(message.split()))
+
+
 def _short_parameter_errors(previous: Any) -> Any:
-    """An excepthook printing a parameter validation error as its message, not a traceback
-    (the parameters are checked before any node runs; the message names the key)."""
+    """An excepthook printing a parameter validation error as one line, not a traceback
+    (the parameters are checked before any node runs; the line names the key)."""
 
     def excepthook(kind: type[BaseException], error: BaseException, traceback: Any) -> None:
         if kind.__name__ == "ParameterValidationError":
-            sys.stderr.write(f"{kind.__name__}: {error}\n")
+            sys.stderr.write(f"{short_parameter_error(str(error))}\n")
             return
         previous(kind, error, traceback)
 

@@ -35,7 +35,7 @@ def test_metric_names_have_one_slash_and_the_stage_as_section(store) -> None:
         dataset.save(tracking.as_mlflow_metrics({"coarse/loss": 1.5, "mcd_db_mean": 9.0}))
     metrics = store.get_run(run.info.run_id).data.metrics
     assert metrics == {"coarse/train_loss": 2.5, "coarse/val_loss": 2.0,
-                       "coarse/heldout_loss": 1.5, "synthesis/mcd_db_mean": 9.0}
+                       "coarse_heldout/loss": 1.5, "synthesis/mcd_db_mean": 9.0}
     assert [m.step for m in store.get_metric_history(run.info.run_id, "coarse/val_loss")] == [4]
 
 
@@ -53,7 +53,7 @@ def test_run_name_shows_the_overrides_and_a_fingerprint() -> None:
     fingerprint = tracking.config_fingerprint(params)
     assert fingerprint != tracking.config_fingerprint({**params, "x": 1})
     name = tracking.run_name("train_coarse", params, fingerprint)
-    assert name == f"train_coarse optimizer.learning_rate=0.001 #{fingerprint}"
+    assert name == f"train_coarse #{fingerprint} optimizer.learning_rate=0.001"
     assert tracking.run_name("ingest", {}, "abc") == "ingest #abc"
 
 

@@ -90,8 +90,8 @@ def test_train_evaluate_synthesize(project_copy: Path) -> None:
     for entry in report["utterances"]:
         assert entry["utterance_id"] in html
     for stage in STAGES:
-        assert f"{stage}/heldout_loss" in run.data.metrics
-    assert "original/heldout_cer_mean" in run.data.metrics  # the recordings were heard
+        assert f"{stage}_heldout/loss" in run.data.metrics
+    assert "original_heldout/cer_mean" in run.data.metrics  # the recordings were heard
     assert "synthesis/duration_ratio_mean" in run.data.metrics or any(
         "no_audio" in u["metrics"] for u in report["utterances"])
     client = mlflow.MlflowClient(f"sqlite:///{project_copy}/data/09_tracking/mlflow.db")

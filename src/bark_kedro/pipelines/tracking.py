@@ -1,10 +1,10 @@
 """Adapters between pipeline outputs and MLflow: metric names, step logs, dataset inputs, models.
 
 Metric names follow one scheme, ``<section>/<name>`` (MLflow's UI groups charts on the first
-slash). A model stage is its own section, so each stage's training curves
-(``coarse/train_loss``, ``coarse/val_loss``) and its held-out scores (``coarse/heldout_loss``)
-sit together, and the stage sections sort before the others (``synthesis/``, ``tokens/``,
-``utterances/``).
+slash and sorts sections and charts by name). A model stage is its own section holding its
+training curves (``coarse/train_loss``, ``coarse/val_loss``); its held-out scores, one value
+each, follow in ``coarse_heldout/`` (``coarse_heldout/loss``), so a run's charts open on the
+curves, not on single bars. The other sections are ``synthesis/``, ``tokens/``, ``utterances/``.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def log_parameter_counts(section: str, counts: Mapping[str, int]) -> None:
 class SectionMetricsDataset(MlflowMetricsHistoryDataset):
     """``MlflowMetricsHistoryDataset`` naming metrics ``<section>/<name>``.
 
-    A name that is already ``<stage>/<name>`` (per-stage scores) goes to the stage's section
-    as ``<stage>/<stage_label>_<name>``.
+    A name that is already ``<stage>/<name>`` (per-stage scores) goes to the section
+    ``<stage>_<stage_label>`` (``coarse_heldout/loss``), after the stage's curves.
 
     Example catalog entry::
 
@@ -84,7 +84,7 @@ class SectionMetricsDataset(MlflowMetricsHistoryDataset):
     def _name(self, key: str) -> str:
         stage, slash, name = key.partition("/")
         if slash:
-            return metric_key(stage, f"{self._stage_label}_{name}" if self._stage_label else name)
+            return metric_key(f"{stage}_{self._stage_label}" if self._stage_label else stage, name)
         return metric_key(self._section, key)
 
     def _build_args_list_from_metric_item(self, key: str, value: Any) -> Any:
@@ -101,12 +101,13 @@ def config_fingerprint(params: Mapping[str, Any]) -> str:
 
 
 def run_name(pipeline: str, overrides: Mapping[str, Any], fingerprint: str) -> str:
-    """``<pipeline> <key>=<value> ... #<fingerprint>``: the pipeline, what ``--params``
-    changed from the configuration (the last two parts of each key), and the fingerprint."""
+    """``<pipeline> #<fingerprint> <key>=<value> ...``: the pipeline, the fingerprint (first, so
+    runs differ in the run list's narrow name column too) and what ``--params`` changed from the
+    configuration (the last two parts of each key)."""
     changed = " ".join(
         f"{'.'.join(str(key).split('.')[-2:])}={value}" for key, value in sorted(overrides.items())
     )
-    return " ".join(part for part in (pipeline, changed, f"#{fingerprint}") if part)
+    return " ".join(part for part in (pipeline, f"#{fingerprint}", changed) if part)
 
 
 def log_dataset_input(name: str, source: str, version: str, context: str) -> None:

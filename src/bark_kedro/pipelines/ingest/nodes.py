@@ -15,11 +15,16 @@ def list_source_utterances(params: IngestParams) -> pd.DataFrame:
     return load_corpus(params.source, params.demo_corpus, progress=params.progress)
 
 
-def ingest(sources: pd.DataFrame, params: IngestParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate, convert and resample every utterance; return (utterances, rejected)."""
-    return ingest_utterances(
+def ingest(sources: pd.DataFrame, params: IngestParams
+           ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], dict[str, str]]:
+    """Validate, convert and resample every utterance; return the utterances, the rejects and
+    the index of each audio folder ({utterance_id: path} of the 24 kHz and 16 kHz WAVs)."""
+    utterances, rejected = ingest_utterances(
         sources, params.output_dir, params.processing, progress=params.progress
     )
+    ids = utterances["utterance_id"]
+    return (utterances, rejected, dict(zip(ids, utterances["audio_24k_path"], strict=True)),
+            dict(zip(ids, utterances["audio_16k_path"], strict=True)))
 
 
 def summarize_ingest(

@@ -6,7 +6,7 @@ from .nodes import ingest, list_source_utterances, summarize_ingest
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Corpus listing -> validated utterances and rejects -> summary."""
+    """Corpus listing -> audio folders, validated utterances and rejects -> summary."""
     return pipeline(
         [
             node(
@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 ingest,
                 inputs=["source_utterances", "params:ingest"],
-                outputs=["utterances", "rejected_utterances"],
+                outputs=["utterances", "rejected_utterances", "audio_24k", "audio_16k"],
                 name="ingest_utterances",
             ),
             node(
