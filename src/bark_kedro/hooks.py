@@ -67,15 +67,30 @@ class MultiHostHooks:
 
         if jax.process_index() == 0:
             return
-        from kedro.io import MemoryDataset
-
-        from bark_kedro.datasets.primary_only import PrimaryWritesDataset
-
-        for name in list(catalog.keys()):
-            dataset = catalog.get(name)
-            if not isinstance(dataset, MemoryDataset | PrimaryWritesDataset):
-                catalog[name] = PrimaryWritesDataset(dataset)
+        _wrap_writes(catalog, list(catalog.keys()))
         logger.info("process %d: catalog entries are not written here", jax.process_index())
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Entries made from catalog patterns (``{stage}_model``) exist only once named."""
+        import jax
+
+        if jax.process_index() != 0:
+            _wrap_writes(catalog, sorted(pipeline.datasets()))
+
+
+def _wrap_writes(catalog: Any, names: list[str]) -> None:
+    """Wrap each named persisted entry so that this process never writes it."""
+    from kedro.io import MemoryDataset
+
+    from bark_kedro.datasets.primary_only import PrimaryWritesDataset
+
+    for name in names:
+        if name.startswith("params:") or name == "parameters" or name not in catalog:
+            continue
+        dataset = catalog.get(name)
+        if not isinstance(dataset, MemoryDataset | PrimaryWritesDataset):
+            catalog[name] = PrimaryWritesDataset(dataset)
 
 
 # MLflow's experiment kind: the UI opens a model-training experiment on its runs

@@ -31,9 +31,6 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug: with two processes both start training and two coarse_model versions "
-    "appear (one left as an Orbax tmp directory), so a save reaches storage outside process 0"))
 def test_two_kedro_processes_train_one_model_and_only_process_0_writes(project_copy: Path,
                                                                        tmp_path: Path) -> None:
     ingest(project_copy, utterances_per_speaker=4, output_dir="data/02_intermediate")
