@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bark_kedro.models import BarkVocab
 from bark_kedro.models.layout import STAGES
+from bark_kedro.tokenizers.shards import as_frame
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
 from bark_kedro.training.data import NEEDED, build_stage_examples
 from bark_kedro.training.loop import MetricsCallback, TrainResult, evaluate_examples, train
@@ -95,6 +96,7 @@ def train_stage_from_tables(
     and configs resumes from its last checkpoint.
     """
     stage = config.stage
+    tables = {name: as_frame(table) for name, table in tables.items()}
     run_dir = Path(run_dir) / run_fingerprint(tables, init, data, config)
     vocab = stage_vocabulary(init, text_vocab_size, semantic_vocab_size)
     model = build_stage_model(stage, vocab, init, seed=config.seed)
@@ -144,6 +146,7 @@ def stage_metrics(
 ) -> dict[str, dict[str, float]]:
     """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split,
     its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)."""
+    tables = {name: as_frame(table) for name, table in tables.items()}
     out = {}
     for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
         model = models[stage]
