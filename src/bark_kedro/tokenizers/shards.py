@@ -6,8 +6,8 @@ A sharded table is one folder::
                                       in row groups of ``row_group_rows`` (random access)
     <table>/_index.parquet            one row per utterance: utterance_id, speaker, split,
                                       shard, row (within the shard), length (frames or ids)
-    <table>/_manifest.json            format, columns, and per shard: file, rows, frames
-                                      (sum of lengths), rows per split
+    <table>/_manifest.json            format, columns, and per shard: file, rows, SHA-256,
+                                      frames (sum of lengths), rows per split
 
 pyarrow (and ``pandas.read_parquet``) read such a folder as the whole table: names starting
 with ``_`` or ``.`` are not data files to them.
@@ -23,6 +23,7 @@ record (by row group, cached), every record in order, or the whole table for sma
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bark_kedro.atomic_files import _fsync, atomic_path
+from bark_kedro.atomic_files import _fsync, atomic_path, file_digest
 
 FORMAT = "bark-kedro-token-shards/1"
 INDEX_FILE = "_index.parquet"  # "_" and "." names: pyarrow reads the folder as the table
@@ -174,6 +175,7 @@ class ShardWriter:
         return ShardedTable(self.folder)
 
     def _finish(self, parts: list[pd.DataFrame], columns: list[str]) -> None:
+        """Index and manifest (with each shard's SHA-256), then the rename into place."""
         index = pd.concat(parts, ignore_index=True)
         repeated = index["utterance_id"][index["utterance_id"].duplicated()]
         if len(repeated):
@@ -182,6 +184,7 @@ class ShardWriter:
         shards = []
         for i, part in enumerate(parts):
             shards.append({"file": shard_name(i), "rows": len(part),
+                           "sha256": file_digest(self.partial / shard_name(i)),
                            "frames": int(part["length"].sum()),
                            "splits": {str(k): int(v) for k, v in
                                       part["split"].value_counts().sort_index().items()}})
@@ -248,6 +251,12 @@ class ShardedTable:
     @property
     def n_shards(self) -> int:
         return len(self.manifest["shards"])
+
+    @property
+    def digest(self) -> str:
+        """A SHA-256 of the table's contents (from the shards' digests in the manifest)."""
+        text = json.dumps([self.columns, [s["sha256"] for s in self.manifest["shards"]]])
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def index(self) -> pd.DataFrame:

@@ -47,7 +47,7 @@ class TrainCheckpoints:
     ) -> None:
         """Write ``state`` (after ``step`` updates: ``state.step`` as a host int, which needs
         no device read) and the data position beside it (asynchronously)."""
-        meta = dict(meta, step=step, position=[position.epoch, position.index])
+        meta = dict(meta, step=step, position=[position.epoch, position.index, position.chunk])
         args = ocp.args.Composite(
             params=ocp.args.StandardSave({"frozen": state.frozen, "trainable": state.trainable}),
             opt_state=ocp.args.StandardSave(state.opt_state),
