@@ -20,14 +20,13 @@ from tqdm.auto import tqdm
 
 from bark_kedro.models import BarkVocab, ModelConfig
 from bark_kedro.models.layout import STAGES
-from bark_kedro.tokenizers.shards import ShardedTable, as_frame
+from bark_kedro.tokenizers.shards import ShardedTable
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
 from bark_kedro.training.examples import (
     NEEDED,
     SPLITS,
     ExampleBuilder,
     StageRecords,
-    build_stage_examples,
     max_positions,
 )
 from bark_kedro.training.loop import MetricsCallback, TrainResult, evaluate_examples, train
@@ -159,25 +158,32 @@ def train_stage_from_tables(
 
 def stage_metrics(
     models: Mapping[str, Any],
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | ShardedTable],
     data_configs: Mapping[str, StageDataConfig],
     tokens_per_batch: int = 4096,
     seed: int = 0,
+    chunk_records: int = 4096,
 ) -> dict[str, dict[str, float]]:
     """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split,
-    its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)."""
-    tables = {name: as_frame(table) for name, table in tables.items()}
+    its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)
+    and streamed ``chunk_records`` records at a time, in index order."""
+    width = batch_width(make_mesh(None))
     out = {}
     for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
         model = models[stage]
-        examples, counts = build_stage_examples(
-            stage, tables.get("text_tokens"), tables.get("semantic_tokens"),
-            tables.get("codec_tokens"), model.config.vocab, data_configs[stage], model.config,
-            split="validation", seed=seed,
-        )
-        if not examples:
-            raise ValueError(f"no {stage} validation examples to evaluate: {counts}")
-        metrics = evaluate_examples(model, examples, stage, tokens_per_batch,
-                                    data_config=data_configs[stage])
-        out[stage] = {**metrics, "examples": float(len(examples))}
+        records = StageRecords(stage, tables, "validation")
+        if not len(records):
+            raise ValueError(f"no {stage} validation records to evaluate "
+                             f"({records.n_missing} lack tokens of another table)")
+        builder = ExampleBuilder(stage, model.config.vocab, data_configs[stage], model.config,
+                                 "validation", seed)
+        streams = StreamedBatches(records, builder, data_configs[stage], tokens_per_batch,
+                                  width, seed=0, max_length=max_positions(model.config),
+                                  shuffle=False, chunk_records=chunk_records)
+        try:
+            metrics = evaluate_examples(model, streams, stage, tokens_per_batch,
+                                        data_config=data_configs[stage])
+        finally:
+            streams.close()
+        out[stage] = {**metrics, "examples": float(streams.first_epoch_examples)}
     return out

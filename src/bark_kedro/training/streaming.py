@@ -133,6 +133,7 @@ class StreamedBatches:
         self._chunks: dict[tuple[int, int], Chunk] = {}
         self._padding: dict[tuple[int, int], float] = {}  # of every chunk built
         self._closed = False
+        self.first_epoch_examples = 0  # counted by first_batches(0)
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="next-chunk")
         self._next: tuple[tuple[int, int], concurrent.futures.Future] | None = None
 
@@ -223,8 +224,10 @@ class StreamedBatches:
         if n:
             return [b for _, b in itertools.islice(self.iterate(), n)]
         batches = []
+        self.first_epoch_examples = 0
         for chunk in range(self.n_chunks):
             current = self.chunk(0, chunk)
+            self.first_epoch_examples += len(current.examples)
             batches += [collate([current.examples[j] for j in idx], bucket,
                                 self.batch_size(bucket)) for bucket, idx in current.plan]
         return batches
