@@ -115,7 +115,7 @@ def _write_until_killed(folder, codec, done_flag):
 def test_killed_write_leaves_no_table_and_a_rerun_skips_complete_shards(tmp_path, tables):
     codec = tables[2]
     folder = tmp_path / "v1" / "codec_tokens.parquet"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process running JAX threads
     flag = ctx.Event()
     writer = ctx.Process(target=_write_until_killed, args=(folder, codec, flag))
     writer.start()

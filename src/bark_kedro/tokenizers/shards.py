@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -214,8 +215,8 @@ def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame], folder: str | Path
 
 
 class ShardedTable:
-    """A sharded token table read lazily (see the module doc); picklable (caches are not
-    carried), so Grain worker processes can each open their own."""
+    """A sharded token table read lazily (see the module doc); thread-safe, and picklable
+    (caches are not carried), so Grain worker processes can each open their own."""
 
     def __init__(self, folder: str | Path, cache_row_groups: int = 64):
         self.folder = Path(folder)
@@ -231,6 +232,7 @@ class ShardedTable:
         self._index: pd.DataFrame | None = None
         self._files: dict[int, pq.ParquetFile] = {}
         self._groups: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()  # reader threads share the open files and the cache
 
     def __getstate__(self) -> dict[str, Any]:
         return {"folder": self.folder, "cache_row_groups": self.cache_row_groups}
@@ -283,7 +285,12 @@ class ShardedTable:
             yield from shard.to_dict("records")
 
     def record(self, shard: int, row: int) -> dict[str, Any]:
-        """Row ``row`` of shard ``shard`` as a dict (its row group is read and cached)."""
+        """Row ``row`` of shard ``shard`` as a dict (its row group is read and cached; safe
+        to call from several threads)."""
+        with self._lock:
+            return self._record(shard, row)
+
+    def _record(self, shard: int, row: int) -> dict[str, Any]:
         file = self._files.get(shard)
         if file is None:
             file = self._files[shard] = pq.ParquetFile(

@@ -14,6 +14,7 @@ stage's random codebooks, so a record's examples do not depend on which others w
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -123,6 +124,7 @@ class StageRecords:
             self.locations[name] = (where["shard"].to_numpy(np.int64),
                                     where["row"].to_numpy(np.int64))
         self._frames: dict[str, list[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.utterance_ids)
@@ -131,7 +133,10 @@ class StageRecords:
         return f"StageRecords({self.stage!r}, {self.split!r}, {len(self)} records)"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_frames"} | {"_frames": {}}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_frames", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _frames={}, _lock=threading.Lock())
 
     def _row(self, i: int) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -140,8 +145,9 @@ class StageRecords:
             if isinstance(table, ShardedTable):
                 merged.update(table.record(int(shard), int(row)))
             else:
-                if name not in self._frames:
-                    self._frames[name] = table.to_dict("records")
+                with self._lock:
+                    if name not in self._frames:
+                        self._frames[name] = table.to_dict("records")
                 merged.update(self._frames[name][int(row)])
         return merged
 
