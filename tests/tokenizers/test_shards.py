@@ -154,3 +154,16 @@ def test_dataset_versions_load_latest_and_pinned(tmp_path, tables):
     with pytest.raises(DatasetError, match="must not exist"):
         ShardedTableDataset(path, version=Version(None, "2026-01-01T00.00.00.000Z")).save(text)
     assert len(ShardedTable(pinned.folder)) == 23  # the old version is untouched
+
+
+def test_records_read_from_many_threads_at_once_are_the_right_rows(tmp_path, tables):
+    from concurrent.futures import ThreadPoolExecutor
+
+    codec = tables[2]
+    table = write_shards(codec, tmp_path / "codec", rows_per_shard=6, row_group_rows=2)
+    table.cache_row_groups = 2  # evictions while other threads read
+    where = table.index[["shard", "row"]].to_numpy()
+    order = np.random.default_rng(0).integers(0, len(codec), 400)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda i: table.record(*map(int, where[i]))["utterance_id"], order))
+    assert got == codec["utterance_id"].to_numpy()[order].tolist()
