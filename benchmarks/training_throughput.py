@@ -44,7 +44,7 @@ from models_throughput import flops_per_token, make_batch, matmul_peak, torch_st
 from bark_kedro.models import BARK_VOCAB, build_model
 from bark_kedro.training import MeshConfig, OptimizerConfig, StageDataConfig, stage_vocab
 from bark_kedro.training.batching import BucketBatcher, bucket_lengths, naive_padding_fraction
-from bark_kedro.training.data import make_batcher
+from bark_kedro.training.examples import make_batcher
 from bark_kedro.training.layouts import Example, coarse_examples
 from bark_kedro.training.loop import compile_steps, place_state
 from bark_kedro.training.mesh import global_batch, make_mesh

@@ -11,7 +11,7 @@ import pytest
 from bark_kedro.models import coarse_config, fine_config, semantic_config
 from bark_kedro.training import StageDataConfig, build_stage_examples, stage_vocab
 from bark_kedro.training.batching import BucketBatcher, best_bucket_lengths
-from bark_kedro.training.data import make_batcher
+from bark_kedro.training.examples import make_batcher
 from bark_kedro.training.layouts import coarse_examples, semantic_example
 from tests.training.synthetic import token_tables
 

@@ -41,8 +41,10 @@ def _load(prefix: Path, mesh: str):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_parameters(tmp_path):
-    args = ["--stage", "coarse", "--steps", "40", "--checkpoint-every", "5", "--dropout", "0.1"]
+@pytest.mark.parametrize("streamed", [False, True], ids=["in_memory", "streamed"])
+def test_killed_run_resumes_to_the_same_parameters(tmp_path, streamed):
+    args = ["--stage", "coarse", "--steps", "40", "--checkpoint-every", "5", "--dropout", "0.1",
+            *(["--streamed"] if streamed else [])]
     subprocess.run(_command(tmp_path / "ref", tmp_path / "ref_", *args), env=_env(), check=True,
                    cwd=ROOT, capture_output=True, timeout=300)
 

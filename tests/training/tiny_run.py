@@ -16,9 +16,11 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from bark_kedro.tokenizers.shards import ShardedTable, write_shards
 from bark_kedro.training import (
     MeshConfig,
     ModelInitConfig,
@@ -32,8 +34,19 @@ from bark_kedro.training import (
     stage_vocab,
     train,
 )
+from bark_kedro.training.run import stage_streams
 from bark_kedro.training.state import split_model
 from tests.training.synthetic import token_tables
+
+
+def sharded_tables(tables, folder: Path) -> dict[str, ShardedTable]:
+    """The tables as shards of 7 rows under ``folder`` (written by the first run)."""
+    out = {}
+    for name, table in zip(("text_tokens", "semantic_tokens", "codec_tokens"), tables,
+                           strict=True):
+        path = folder / name
+        out[name] = ShardedTable(path) if path.exists() else write_shards(table, path, 7)
+    return out
 
 
 def main() -> None:
@@ -46,6 +59,8 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--mesh", nargs="*", default=["-1x1"])
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds after each step")
+    parser.add_argument("--streamed", action="store_true",
+                        help="stream the examples from sharded tables (Grain), 8 records a chunk")
     args = parser.parse_args()
     maybe_initialize_distributed()
 
@@ -73,6 +88,11 @@ def main() -> None:
             print(f"step {step} loss {metrics['loss']:.6f}", flush=True)
             time.sleep(args.sleep)  # gives a test time to kill the process mid-run
 
+        if args.streamed:
+            shards = sharded_tables(tables, Path(f"{args.run_dir}/{mesh}-tables"))
+            streams, _ = stage_streams(args.stage, shards, vocab, model.config, data, config,
+                                       chunk_records=8)
+            train_ex, val_ex = streams["train"], streams["validation"]
         result = train(model, train_ex, val_ex, config, data, f"{args.run_dir}/{mesh}",
                        on_metrics=report)
         trainable = split_model(result.model)[1].trainable

@@ -16,6 +16,7 @@ from bark_kedro.evaluation.report import UtteranceEvaluation
 from bark_kedro.generation.sampling import row_keys
 from bark_kedro.generation.synthesis import Synthesizer
 from bark_kedro.generation.voice import VoicePrompt
+from bark_kedro.tokenizers.shards import ShardedTable, as_frame
 from bark_kedro.tokenizers.tables import codes_matrix as codes_of
 
 VOICE_CHOICES = ("same_speaker", "none")
@@ -28,11 +29,12 @@ def _prompt_of(semantic_row: pd.Series, codec_row: pd.Series, n_coarse: int) -> 
 
 
 def same_speaker_prompts(
-    targets: pd.DataFrame, semantic_tokens: pd.DataFrame, codec_tokens: pd.DataFrame,
-    n_coarse: int,
+    targets: pd.DataFrame, semantic_tokens: pd.DataFrame | ShardedTable,
+    codec_tokens: pd.DataFrame | ShardedTable, n_coarse: int,
 ) -> list[VoicePrompt | None]:
     """For each target utterance, a voice prompt from a training utterance of its speaker
     (the first in table order), or ``None`` when the speaker has none."""
+    semantic_tokens, codec_tokens = as_frame(semantic_tokens), as_frame(codec_tokens)
     semantic = semantic_tokens[semantic_tokens["split"] == "train"].drop_duplicates("speaker")
     codec = codec_tokens.set_index("utterance_id")
     first = {row["speaker"]: row for _, row in semantic.iterrows() if row["utterance_id"] in codec.index}
@@ -46,9 +48,11 @@ def same_speaker_prompts(
 
 
 def heldout_targets(
-    utterances: pd.DataFrame, codec_tokens: pd.DataFrame, n_utterances: int
+    utterances: pd.DataFrame, codec_tokens: pd.DataFrame | ShardedTable, n_utterances: int
 ) -> pd.DataFrame:
     """The first ``n_utterances`` validation utterances (by id) that have codec tokens."""
+    if isinstance(codec_tokens, ShardedTable):
+        codec_tokens = codec_tokens.index  # the ids are enough
     valid = utterances[(utterances["split"] == "validation")
                        & utterances["utterance_id"].isin(codec_tokens["utterance_id"])]
     if valid.empty:
@@ -59,8 +63,8 @@ def heldout_targets(
 def synthesize_heldout(
     synthesizer: Synthesizer,
     targets: pd.DataFrame,
-    semantic_tokens: pd.DataFrame,
-    codec_tokens: pd.DataFrame,
+    semantic_tokens: pd.DataFrame | ShardedTable,
+    codec_tokens: pd.DataFrame | ShardedTable,
     voice: str = "same_speaker",
     seed: int = 0,
 ) -> list[UtteranceEvaluation]:
@@ -68,6 +72,7 @@ def synthesize_heldout(
     passed through the same codec (its ``codec_tokens`` decoded)."""
     if voice not in VOICE_CHOICES:
         raise ValueError(f"voice must be one of {VOICE_CHOICES}, got {voice!r}")
+    semantic_tokens, codec_tokens = as_frame(semantic_tokens), as_frame(codec_tokens)
     n_coarse = synthesizer.vocab.n_coarse_codebooks
     prompts = (same_speaker_prompts(targets, semantic_tokens, codec_tokens, n_coarse)
                if voice == "same_speaker" else [None] * len(targets))

@@ -11,7 +11,7 @@ from bark_kedro.training.config import (
     StageDataConfig,
     TrainConfig,
 )
-from bark_kedro.training.data import build_stage_examples, make_batcher
+from bark_kedro.training.examples import build_stage_examples, make_batcher
 from bark_kedro.training.layouts import Example
 from bark_kedro.training.loop import (
     MetricsCallback,

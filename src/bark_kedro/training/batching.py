@@ -29,10 +29,12 @@ def bucket_lengths(max_length: int, multiple: int = 64, min_length: int | None =
 
 @dataclass(frozen=True)
 class DataPosition:
-    """Where iteration stands: ``index`` batches of epoch ``epoch`` have been consumed."""
+    """Where iteration stands: ``index`` batches of epoch ``epoch`` (of its chunk ``chunk``
+    when the input is streamed a chunk at a time) have been consumed."""
 
     epoch: int = 0
     index: int = 0
+    chunk: int = 0
 
 
 class BucketBatcher:

@@ -50,7 +50,7 @@ class TrainCheckpoints:
     ) -> None:
         """Write ``state`` (after ``step`` updates: ``state.step`` as a host int, which needs
         no device read) and the data position beside it (asynchronously)."""
-        meta = dict(meta, step=step, position=[position.epoch, position.index])
+        meta = dict(meta, step=step, position=[position.epoch, position.index, position.chunk])
         params = {"trainable": state.trainable}
         if self.store_frozen:
             params["frozen"] = state.frozen

@@ -31,7 +31,7 @@ from bark_kedro.training import step as steps
 from bark_kedro.training.batching import DataPosition
 from bark_kedro.training.checkpoints import TrainCheckpoints
 from bark_kedro.training.config import MeshConfig, StageDataConfig, TrainConfig
-from bark_kedro.training.data import make_batcher, max_positions
+from bark_kedro.training.examples import make_batcher, max_positions
 from bark_kedro.training.layouts import Example
 from bark_kedro.training.mesh import (
     batch_sharding,
@@ -45,6 +45,7 @@ from bark_kedro.training.mesh import (
 )
 from bark_kedro.training.model_init import check_stage_model, count_params
 from bark_kedro.training.state import ModelDef, TrainState, make_optimizer, merge_model, split_model
+from bark_kedro.training.streaming import StreamedBatches
 
 __all__ = ["MetricsCallback", "TrainResult", "TrainingDiverged", "evaluate_examples", "train"]
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class EvalBatches:
 
 
 def eval_batches(
-    examples: Sequence[Example],
+    examples: Sequence[Example] | StreamedBatches,
     data_config: StageDataConfig,
     tokens_per_batch: int,
     mesh: Mesh,
@@ -155,7 +156,15 @@ def eval_batches(
     max_length: int | None = None,
 ) -> EvalBatches:
     """The batches of ``examples``: ``max_batches`` > 0 keeps that many of a seeded shuffle
-    (the same ones every time); 0 keeps every example."""
+    (the same ones every time); 0 keeps every example. Streamed examples give their first
+    batches (their own batch sizes and buckets)."""
+    if isinstance(examples, StreamedBatches):
+        batches = examples.first_batches(max_batches)
+        real = sum(int(b["lengths"].sum()) for b in batches)
+        total = sum(b["targets"].size for b in batches)
+        for batch in batches:
+            batch.pop("lengths")
+        return EvalBatches(batches, 1.0 - real / total if total else 0.0)
     if not examples:
         raise ValueError("no validation examples to evaluate on")
     batcher = make_batcher(examples, data_config, tokens_per_batch, batch_width(mesh), seed=0,
@@ -216,6 +225,8 @@ def evaluate_examples(
 def _check_inputs(model, train_examples, val_examples, config: TrainConfig) -> None:
     check_stage_model(model, config.stage, model.config.vocab)
     for name, examples in (("train_examples", train_examples), ("val_examples", val_examples)):
+        if isinstance(examples, StreamedBatches):
+            continue  # laid out for this model; each batch is checked by collate
         if not examples:
             raise ValueError(f"{name} is empty: nothing to train or validate on")
         longest = max(e.length for e in examples)
@@ -224,7 +235,7 @@ def _check_inputs(model, train_examples, val_examples, config: TrainConfig) -> N
                 f"{name} hold an example of {longest} positions, more than the model's "
                 f"{max_positions(model.config)} (block_size {model.config.block_size})"
             )
-    if config.stage == "fine":
+    if config.stage == "fine" and not isinstance(train_examples, StreamedBatches):
         lowest = min(int(e.codebook) for e in (*train_examples, *val_examples))
         if lowest < model.config.n_codes_given:
             raise ValueError(
@@ -261,8 +272,8 @@ def _restore(checkpoints, state, shardings, stage: str, model_config: dict,
 
 def train(
     model,
-    train_examples: Sequence[Example],
-    val_examples: Sequence[Example],
+    train_examples: Sequence[Example] | StreamedBatches,
+    val_examples: Sequence[Example] | StreamedBatches,
     config: TrainConfig,
     data_config: StageDataConfig | None = None,
     run_dir: str | Path = "run",
@@ -271,7 +282,9 @@ def train(
     on_eval: MetricsCallback | None = None,
     lora: LoRAConfig | None = None,
 ) -> TrainResult:
-    """Train ``model`` (see :func:`build_stage_model`) on ``config.stage`` examples.
+    """Train ``model`` (see :func:`build_stage_model`) on ``config.stage`` examples (held in
+    memory, or streamed: :class:`~bark_kedro.training.streaming.StreamedBatches`, whose
+    own batch sizes and buckets are used).
 
     A model with LoRA adapters (``lora``: their config, recorded with the checkpoints)
     checkpoints only its trainable parameters and the digest of its base weights, resumes
@@ -290,8 +303,10 @@ def train(
     primary = is_primary()
     mesh = make_mesh(config.mesh)
     max_len = max_positions(model.config)
-    batcher = make_batcher(train_examples, data_config, config.tokens_per_batch,
-                           batch_width(mesh), config.seed, max_len, fill_with_repeats=True)
+    streamed = isinstance(train_examples, StreamedBatches)
+    batcher = train_examples if streamed else make_batcher(
+        train_examples, data_config, config.tokens_per_batch, batch_width(mesh), config.seed,
+        max_len, fill_with_repeats=True)
     val_data = eval_batches(val_examples, data_config, config.tokens_per_batch, mesh,
                             config.eval_batches, max_len)
     optimizer, schedule = make_optimizer(config.optimizer, config.steps)
@@ -376,7 +391,7 @@ def train(
         run_eval()
     bar = tqdm(total=config.steps, initial=step, disable=not (config.progress and primary),
                desc=f"train {stage}", unit="step")
-    batches = batcher.iterate(train_examples, position)
+    batches = batcher.iterate(position) if streamed else batcher.iterate(train_examples, position)
     pending = None
     try:
         while step < config.steps:
@@ -405,6 +420,8 @@ def train(
     finally:
         bar.close()
         checkpoints.wait()
+        if streamed:
+            batcher.close()
     checkpoints.close()
     trained = merge_model(model_def, host_copy(state.replace(opt_state=None)))
     params = count_params(trained)
@@ -419,7 +436,8 @@ def train(
         "padding_fraction": batcher.padding_fraction(0),
         "val_padding_fraction": val_data.padding_fraction,
         "tokens_per_s": statistics.median(rates[1:] or rates or [0.0]),
-        "n_train_examples": len(train_examples),
+        "n_train_examples": None if streamed else len(train_examples),
+        "n_train_records": batcher.n_records if streamed else None,
         "buckets": [int(b) for b in batcher.buckets],
         "elapsed_s": time.perf_counter() - started_at,
         "params": params,

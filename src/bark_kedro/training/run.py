@@ -18,18 +18,27 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bark_kedro.models import BarkVocab
+from bark_kedro.models import BarkVocab, ModelConfig
 from bark_kedro.models.layout import STAGES
+from bark_kedro.tokenizers.shards import ShardedTable
 from bark_kedro.training.config import ModelInitConfig, StageDataConfig, TrainConfig
-from bark_kedro.training.data import NEEDED, build_stage_examples
+from bark_kedro.training.examples import (
+    NEEDED,
+    SPLITS,
+    ExampleBuilder,
+    StageRecords,
+    max_positions,
+)
 from bark_kedro.training.loop import MetricsCallback, TrainResult, evaluate_examples, train
+from bark_kedro.training.mesh import batch_width, make_mesh
 from bark_kedro.training.model_init import build_stage_model, stage_vocabulary
+from bark_kedro.training.streaming import StreamedBatches
 
 TOKEN_COLUMNS = {"text_tokens": "text_ids", "semantic_tokens": "semantic_ids", "codec_tokens": "codes"}
 
 
 def run_fingerprint(
-    tables: Mapping[str, pd.DataFrame | None],
+    tables: Mapping[str, pd.DataFrame | ShardedTable | None],
     init: ModelInitConfig,
     data: StageDataConfig,
     config: TrainConfig,
@@ -46,6 +55,9 @@ def run_fingerprint(
     for name in NEEDED[config.stage]:
         table = tables[name]
         digest.update(name.encode())
+        if isinstance(table, ShardedTable):  # its shards' digests, recorded when written
+            digest.update(table.digest.encode())
+            continue
         for utterance_id, split, ids in zip(
             table["utterance_id"], table["split"], table[TOKEN_COLUMNS[name]], strict=True
         ):
@@ -76,8 +88,41 @@ class StageRun:
         return {**self.result.summary, **counts, "run_dir": str(self.run_dir)}
 
 
+def stage_streams(
+    stage: str,
+    tables: Mapping[str, pd.DataFrame | ShardedTable | None],
+    vocab: BarkVocab,
+    model_config: ModelConfig,
+    data: StageDataConfig,
+    config: TrainConfig,
+    chunk_records: int = 4096,
+) -> tuple[dict[str, StreamedBatches], dict[str, dict[str, int]]]:
+    """The streamed train and validation batches of ``stage`` and their counts (of the
+    records, and of the examples of the records the buckets were chosen from)."""
+    width = batch_width(make_mesh(config.mesh))
+    streams, counts = {}, {}
+    for split in SPLITS:
+        records = StageRecords(stage, tables, split)
+        counts[split] = {"utterances": len(records) + records.n_missing,
+                         "records": len(records), "missing_tokens": records.n_missing}
+        if not len(records):
+            hint = ("check the token tables" if split == "train" else "the corpus needs "
+                    "utterances in the validation split; see ingest.processing.validation_fraction "
+                    "and min_clips_for_validation)")
+            raise ValueError(f"no {stage} {split} records: {counts[split]} ({hint})")
+        train_split = split == "train"
+        builder = ExampleBuilder(stage, vocab, data, model_config, split, config.seed)
+        streams[split] = StreamedBatches(
+            records, builder, data, config.tokens_per_batch, width,
+            seed=config.seed if train_split else 0, max_length=max_positions(model_config),
+            fill_with_repeats=train_split, shuffle=train_split, chunk_records=chunk_records)
+        counts[split] |= {f"sample_{k}": v for k, v in streams[split].sample_counts.items()
+                          if k not in ("utterances", "missing_tokens")}
+    return streams, counts
+
+
 def train_stage_from_tables(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | ShardedTable],
     text_vocab_size: int,
     semantic_vocab_size: int,
     init: ModelInitConfig,
@@ -87,9 +132,12 @@ def train_stage_from_tables(
     *,
     on_metrics: MetricsCallback | None = None,
     on_eval: MetricsCallback | None = None,
+    chunk_records: int = 4096,
 ) -> StageRun:
     """Train ``config.stage`` on the train split of ``tables`` (``text_tokens``,
-    ``semantic_tokens``, ``codec_tokens``), validating on the validation split.
+    ``semantic_tokens``, ``codec_tokens``: DataFrames or sharded tables), validating on the
+    validation split; the examples are streamed (:mod:`bark_kedro.training.streaming`),
+    ``chunk_records`` records at a time.
 
     Checkpoints go to ``run_dir/<run_fingerprint>``: a run restarted with the same tokens
     and configs resumes from its last checkpoint.
@@ -98,65 +146,45 @@ def train_stage_from_tables(
     run_dir = Path(run_dir) / run_fingerprint(tables, init, data, config)
     vocab = stage_vocabulary(init, text_vocab_size, semantic_vocab_size)
     model = build_stage_model(stage, vocab, init, seed=config.seed)
-    examples, counts = {}, {}
-    for split in ("train", "validation"):
-        examples[split], counts[split] = build_stage_examples(
-            stage,
-            tables.get("text_tokens"),
-            tables.get("semantic_tokens"),
-            tables.get("codec_tokens"),
-            vocab,
-            data,
-            model.config,
-            split=split,
-            seed=config.seed,
-        )
-    if not examples["train"]:
-        raise ValueError(
-            f"no {stage} training examples: {counts['train']} (check the token tables and "
-            f"the train_{stage} data parameters)"
-        )
-    if not examples["validation"]:
-        raise ValueError(
-            f"no {stage} validation examples: {counts['validation']} (the corpus needs "
-            f"utterances in the validation split; see ingest.processing.validation_fraction "
-            "and min_clips_for_validation)"
-        )
-    result = train(
-        model,
-        examples["train"],
-        examples["validation"],
-        config,
-        data,
-        run_dir,
-        on_metrics=on_metrics,
-        on_eval=on_eval,
-        lora=init.lora,
-    )
+    streams, counts = stage_streams(stage, tables, vocab, model.config, data, config,
+                                    chunk_records)
+    try:
+        result = train(model, streams["train"], streams["validation"], config, data, run_dir,
+                       on_metrics=on_metrics, on_eval=on_eval, lora=init.lora)
+    finally:
+        streams["validation"].close()
     layout = data.resolved(model.config.block_size).to_dict()
     return StageRun(result, vocab, counts, run_dir, layout)
 
 
 def stage_metrics(
     models: Mapping[str, Any],
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | ShardedTable],
     data_configs: Mapping[str, StageDataConfig],
     tokens_per_batch: int = 4096,
     seed: int = 0,
+    chunk_records: int = 4096,
 ) -> dict[str, dict[str, float]]:
     """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split,
-    its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)."""
+    its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)
+    and streamed ``chunk_records`` records at a time, in index order."""
+    width = batch_width(make_mesh(None))
     out = {}
     for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
         model = models[stage]
-        examples, counts = build_stage_examples(
-            stage, tables.get("text_tokens"), tables.get("semantic_tokens"),
-            tables.get("codec_tokens"), model.config.vocab, data_configs[stage], model.config,
-            split="validation", seed=seed,
-        )
-        if not examples:
-            raise ValueError(f"no {stage} validation examples to evaluate: {counts}")
-        metrics = evaluate_examples(model, examples, stage, tokens_per_batch,
-                                    data_config=data_configs[stage])
-        out[stage] = {**metrics, "examples": float(len(examples))}
+        records = StageRecords(stage, tables, "validation")
+        if not len(records):
+            raise ValueError(f"no {stage} validation records to evaluate "
+                             f"({records.n_missing} lack tokens of another table)")
+        builder = ExampleBuilder(stage, model.config.vocab, data_configs[stage], model.config,
+                                 "validation", seed)
+        streams = StreamedBatches(records, builder, data_configs[stage], tokens_per_batch,
+                                  width, seed=0, max_length=max_positions(model.config),
+                                  shuffle=False, chunk_records=chunk_records)
+        try:
+            metrics = evaluate_examples(model, streams, stage, tokens_per_batch,
+                                        data_config=data_configs[stage])
+        finally:
+            streams.close()
+        out[stage] = {**metrics, "examples": float(streams.first_epoch_examples)}
     return out

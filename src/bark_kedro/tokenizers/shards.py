@@ -1,0 +1,318 @@
+"""Token tables stored as Parquet shards of a bounded number of utterances, with an index.
+
+A sharded table is one folder::
+
+    <table>/shard-00000.parquet ...   the rows, ``rows_per_shard`` each (the last fewer),
+                                      in row groups of ``row_group_rows`` (random access)
+    <table>/_index.parquet            one row per utterance: utterance_id, speaker, split,
+                                      shard, row (within the shard), length (frames or ids)
+    <table>/_manifest.json            format, columns, and per shard: file, rows, SHA-256,
+                                      frames (sum of lengths), rows per split
+
+pyarrow (and ``pandas.read_parquet``) read such a folder as the whole table: names starting
+with ``_`` or ``.`` are not data files to them.
+
+:class:`ShardWriter` consumes an iterator of row batches (pandas DataFrames with the token
+table's columns, in any sizes) and writes each shard as soon as it is full, atomically
+(temporary name + rename), into a hidden ``.<table>.partial`` folder beside the target. The
+index and manifest go last and the folder is renamed to ``<table>`` only when complete: a
+crash leaves no table and no half shard visible, and a rerun into the same target skips the
+shards already complete. :class:`ShardedTable` reads one lazily: the index, one shard, one
+record (by row group, cached), every record in order, or the whole table for small corpora.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bark_kedro.atomic_files import _fsync, atomic_path, file_digest
+
+FORMAT = "bark-kedro-token-shards/1"
+INDEX_FILE = "_index.parquet"  # "_" and "." names: pyarrow reads the folder as the table
+MANIFEST_FILE = "_manifest.json"
+INDEX_COLUMNS = ["utterance_id", "speaker", "split", "shard", "row", "length"]
+ID_COLUMNS = ("text_ids", "semantic_ids")  # a row's length when it has no n_frames
+log = logging.getLogger(__name__)
+
+
+def shard_name(i: int) -> str:
+    """The file name of shard ``i``."""
+    return f"shard-{i:05d}.parquet"
+
+
+def row_lengths(table: pd.DataFrame) -> np.ndarray:
+    """Frames (``n_frames``) or ids (``text_ids`` / ``semantic_ids``) of each row."""
+    if "n_frames" in table.columns:
+        return table["n_frames"].to_numpy(np.int64)
+    for name in ID_COLUMNS:
+        if name in table.columns:
+            return np.fromiter((len(v) for v in table[name]), np.int64, len(table))
+    return np.zeros(len(table), np.int64)
+
+
+def _index_part(table: pd.DataFrame, shard: int) -> pd.DataFrame:
+    missing = [c for c in ("utterance_id", "speaker", "split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"token rows lack column(s) {missing}; have {list(table.columns)}")
+    return pd.DataFrame({
+        "utterance_id": table["utterance_id"].astype(str).to_numpy(),
+        "speaker": table["speaker"].astype(str).to_numpy(),
+        "split": table["split"].astype(str).to_numpy(),
+        "shard": np.full(len(table), shard, np.int32),
+        "row": np.arange(len(table), dtype=np.int32),
+        "length": row_lengths(table),
+    })
+
+
+class ShardWriter:
+    """Writes a sharded table to ``folder`` (which must not exist: a table is never
+    overwritten). See the module doc."""
+
+    def __init__(self, folder: str | Path, rows_per_shard: int = 10_000,
+                 row_group_rows: int = 64):
+        if rows_per_shard < 1 or row_group_rows < 1:
+            raise ValueError(f"rows_per_shard and row_group_rows must be >= 1, got "
+                             f"{rows_per_shard}, {row_group_rows}")
+        self.folder = Path(folder)
+        if self.folder.exists():
+            raise FileExistsError(f"sharded table {self.folder} exists already; tables are "
+                                  "never overwritten (write a new version)")
+        self.partial = self.folder.with_name(f".{self.folder.name}.partial")
+        self.rows_per_shard, self.row_group_rows = rows_per_shard, row_group_rows
+        self.skipped_shards = 0
+
+    def complete_rows(self) -> int:
+        """Rows in the consecutive complete shards a killed earlier write of this table left
+        (a producer may start its batches there and pass ``first_row``)."""
+        rows = 0
+        for i in range(len(list(self.partial.glob("shard-*.parquet")))):
+            path = self.partial / shard_name(i)
+            if not path.exists():
+                break
+            rows += pq.ParquetFile(path).metadata.num_rows
+        return rows
+
+    def _existing(self, i: int, ids: Sequence[str] | None) -> pd.DataFrame | None:
+        """The index part of shard ``i`` when a complete copy (with these ids) is there."""
+        path = self.partial / shard_name(i)
+        if not path.exists():
+            return None
+        table = pd.read_parquet(path, columns=["utterance_id", "speaker", "split",
+                                                *self._length_columns(path)])
+        if ids is not None and table["utterance_id"].astype(str).tolist() != list(ids):
+            log.warning("%s holds other utterances than this write: rewriting it", path)
+            return None
+        return _index_part(table, i)
+
+    @staticmethod
+    def _length_columns(path: Path) -> list[str]:
+        names = pq.ParquetFile(path).schema_arrow.names
+        if "n_frames" in names:
+            return ["n_frames"]
+        return [n for n in ID_COLUMNS if n in names][:1]
+
+    def _write_shard(self, i: int, rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.reset_index(drop=True)
+        done = self._existing(i, rows["utterance_id"].astype(str).tolist())
+        if done is not None:
+            self.skipped_shards += 1
+            return done
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        with atomic_path(self.partial / shard_name(i), sync_folder=False) as tmp:
+            pq.write_table(table, tmp, row_group_size=self.row_group_rows)
+        return _index_part(rows, i)
+
+    def write(self, batches: Iterable[pd.DataFrame], first_row: int = 0,
+              columns: Sequence[str] | None = None) -> ShardedTable:
+        """Write the rows of ``batches`` (starting at row ``first_row`` of the table, a
+        multiple of ``rows_per_shard`` at most :meth:`complete_rows`); returns the reader.
+        ``columns``: the table's columns (checked on every batch; default: the first's)."""
+        if first_row % self.rows_per_shard or first_row > self.complete_rows():
+            raise ValueError(f"first_row {first_row} must be a multiple of rows_per_shard "
+                             f"{self.rows_per_shard} within the complete shards "
+                             f"({self.complete_rows()} rows)")
+        self.partial.mkdir(parents=True, exist_ok=True)
+        parts = [self._existing(i, None) for i in range(first_row // self.rows_per_shard)]
+        shard = len(parts)
+        pending: list[pd.DataFrame] = []
+        n_pending = 0
+        columns = list(columns) if columns is not None else None
+        for batch in batches:
+            if not isinstance(batch, pd.DataFrame):
+                raise TypeError(f"token row batches must be pandas DataFrames, got "
+                                f"{type(batch).__name__}")
+            if columns is None:
+                columns = list(batch.columns)
+            elif list(batch.columns) != columns:
+                raise ValueError(f"a batch of {self.folder.name} has columns "
+                                 f"{list(batch.columns)}, expected {columns}")
+            pending.append(batch)
+            n_pending += len(batch)
+            while n_pending >= self.rows_per_shard:
+                rows = pd.concat(pending, ignore_index=True)
+                parts.append(self._write_shard(shard, rows.iloc[: self.rows_per_shard]))
+                shard += 1
+                rest = rows.iloc[self.rows_per_shard:]
+                pending, n_pending = [rest], len(rest)
+        if n_pending or shard == 0:
+            rows = (pd.concat(pending, ignore_index=True) if pending
+                    else pd.DataFrame(columns=columns or list(INDEX_COLUMNS[:3])))
+            parts.append(self._write_shard(shard, rows))
+            shard += 1
+        self._finish(parts, columns or [])
+        return ShardedTable(self.folder)
+
+    def _finish(self, parts: list[pd.DataFrame], columns: list[str]) -> None:
+        """Index and manifest (with each shard's SHA-256), then the rename into place."""
+        index = pd.concat(parts, ignore_index=True)
+        repeated = index["utterance_id"][index["utterance_id"].duplicated()]
+        if len(repeated):
+            raise ValueError(f"{self.folder.name} repeats utterance ids "
+                             f"{sorted(set(repeated))[:5]}")
+        shards = []
+        for i, part in enumerate(parts):
+            shards.append({"file": shard_name(i), "rows": len(part),
+                           "sha256": file_digest(self.partial / shard_name(i)),
+                           "frames": int(part["length"].sum()),
+                           "splits": {str(k): int(v) for k, v in
+                                      part["split"].value_counts().sort_index().items()}})
+        manifest = {"format": FORMAT, "columns": columns, "rows": len(index),
+                    "rows_per_shard": self.rows_per_shard, "shards": shards}
+        with atomic_path(self.partial / INDEX_FILE, sync_folder=False) as tmp:
+            index.to_parquet(tmp, index=False)
+        with atomic_path(self.partial / MANIFEST_FILE, sync_folder=False) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1))
+        _fsync(self.partial)
+        os.replace(self.partial, self.folder)
+        _fsync(self.folder.parent)
+
+
+def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame], folder: str | Path,
+                 rows_per_shard: int = 10_000, row_group_rows: int = 64) -> ShardedTable:
+    """Write a table (one DataFrame, or an iterator of row batches) as a sharded table."""
+    writer = ShardWriter(folder, rows_per_shard, row_group_rows)
+    if isinstance(data, pd.DataFrame):
+        table = data
+        batches = (table.iloc[i:i + rows_per_shard]
+                   for i in range(0, max(len(table), 1), rows_per_shard))
+        return writer.write(batches, columns=list(table.columns))
+    if isinstance(data, ShardedTable):
+        return writer.write(data.iter_shards(), columns=data.columns)
+    return writer.write(data)
+
+
+class ShardedTable:
+    """A sharded token table read lazily (see the module doc); thread-safe, and picklable
+    (caches are not carried), so Grain worker processes can each open their own."""
+
+    def __init__(self, folder: str | Path, cache_row_groups: int = 64):
+        self.folder = Path(folder)
+        manifest = self.folder / MANIFEST_FILE
+        if not manifest.exists():
+            raise FileNotFoundError(f"{self.folder} is not a sharded token table (no "
+                                    f"{MANIFEST_FILE})")
+        self.manifest: dict[str, Any] = json.loads(manifest.read_text())
+        if self.manifest.get("format") != FORMAT:
+            raise ValueError(f"{manifest}: format {self.manifest.get('format')!r}, expected "
+                             f"{FORMAT!r}")
+        self.cache_row_groups = cache_row_groups
+        self._index: pd.DataFrame | None = None
+        self._files: dict[int, pq.ParquetFile] = {}
+        self._groups: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()  # reader threads share the open files and the cache
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"folder": self.folder, "cache_row_groups": self.cache_row_groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["folder"], state["cache_row_groups"])
+
+    def __repr__(self) -> str:
+        return f"ShardedTable({str(self.folder)!r}, rows={len(self)}, shards={self.n_shards})"
+
+    def __len__(self) -> int:
+        return int(self.manifest["rows"])
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.manifest["columns"])
+
+    @property
+    def n_shards(self) -> int:
+        return len(self.manifest["shards"])
+
+    @property
+    def digest(self) -> str:
+        """A SHA-256 of the table's contents (from the shards' digests in the manifest)."""
+        text = json.dumps([self.columns, [s["sha256"] for s in self.manifest["shards"]]])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def index(self) -> pd.DataFrame:
+        """utterance_id, speaker, split, shard, row, length of every row, in table order."""
+        if self._index is None:
+            self._index = pd.read_parquet(self.folder / INDEX_FILE)
+        return self._index
+
+    def read_shard(self, i: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The rows of shard ``i``."""
+        if not 0 <= i < self.n_shards:
+            raise IndexError(f"{self.folder} has {self.n_shards} shards, not {i}")
+        cols = list(columns) if columns is not None else None
+        return pd.read_parquet(self.folder / self.manifest["shards"][i]["file"], columns=cols)
+
+    def iter_shards(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Every shard's rows, in order."""
+        for i in range(self.n_shards):
+            yield self.read_shard(i, columns)
+
+    def iter_records(self, columns: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """Every row as a dict, in table order (one shard in memory at a time)."""
+        for shard in self.iter_shards(columns):
+            yield from shard.to_dict("records")
+
+    def record(self, shard: int, row: int) -> dict[str, Any]:
+        """Row ``row`` of shard ``shard`` as a dict (its row group is read and cached; safe
+        to call from several threads)."""
+        with self._lock:
+            return self._record(shard, row)
+
+    def _record(self, shard: int, row: int) -> dict[str, Any]:
+        file = self._files.get(shard)
+        if file is None:
+            file = self._files[shard] = pq.ParquetFile(
+                self.folder / self.manifest["shards"][shard]["file"])
+        group_rows = file.metadata.row_group(0).num_rows if file.metadata.num_row_groups else 1
+        key = (shard, row // max(group_rows, 1))
+        rows = self._groups.get(key)
+        if rows is None:
+            rows = file.read_row_group(key[1]).to_pandas().to_dict("records")
+            self._groups[key] = rows
+            if len(self._groups) > self.cache_row_groups:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(key)
+        return rows[row - key[1] * group_rows]
+
+    def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """The whole table as one DataFrame (small corpora and tests)."""
+        frames = list(self.iter_shards(columns))
+        return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def as_frame(table: pd.DataFrame | ShardedTable | None) -> pd.DataFrame | None:
+    """A token table as one DataFrame (a sharded table read whole); ``None`` stays ``None``."""
+    return table.to_pandas() if isinstance(table, ShardedTable) else table

@@ -1,0 +1,168 @@
+"""Training input streamed from sharded token tables with Grain."""
+
+from __future__ import annotations
+
+import itertools
+
+import grain
+import numpy as np
+import pytest
+
+from bark_kedro.tokenizers.shards import write_shards
+from bark_kedro.training import (
+    ModelInitConfig,
+    OptimizerConfig,
+    StageDataConfig,
+    TrainConfig,
+    build_stage_examples,
+    build_stage_model,
+    stage_vocab,
+    train,
+)
+from bark_kedro.training.batching import DataPosition
+from bark_kedro.training.examples import ExampleBuilder, StageRecords, make_batcher
+from bark_kedro.training.streaming import StreamedBatches, process_slice
+from tests.training.synthetic import token_tables
+
+VOCAB = stage_vocab(40, 64, 1024)
+NAMES = ("text_tokens", "semantic_tokens", "codec_tokens")
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return dict(zip(NAMES, token_tables(VOCAB, n_utterances=30, n_speakers=3), strict=True))
+
+
+@pytest.fixture(scope="module")
+def shards(frames, tmp_path_factory):
+    root = tmp_path_factory.mktemp("shards")
+    return {name: write_shards(table, root / name, rows_per_shard=7)
+            for name, table in frames.items()}
+
+
+def _model(stage):
+    return build_stage_model(stage, VOCAB, ModelInitConfig(preset="test"), seed=1)
+
+
+def _same_examples(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for field in ("inputs", "targets", "loss_mask", "codebook"):
+            u, v = getattr(x, field), getattr(y, field)
+            assert (u is None) == (v is None)
+            if u is not None:
+                np.testing.assert_array_equal(u, v, err_msg=field)
+
+
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
+def test_records_read_from_shards_give_the_in_memory_examples(stage, frames, shards):
+    model = _model(stage)
+    data = StageDataConfig(codebooks="random")
+    for split in ("train", "validation"):
+        in_memory, counts = build_stage_examples(stage, *frames.values(), VOCAB, data,
+                                                 model.config, split, seed=4)
+        records = StageRecords(stage, shards, split)
+        builder = ExampleBuilder(stage, VOCAB, data, model.config, split, seed=4)
+        streamed = [e for i in range(len(records)) for e in builder.map(records[i]).examples]
+        _same_examples(streamed, in_memory)
+        assert counts["used_utterances"] == len(records) == (
+            frames["codec_tokens"]["split"] == split).sum()
+
+
+def test_history_is_the_same_speakers_preceding_record(shards, frames):
+    records = StageRecords("coarse", shards, "train")
+    train = frames["semantic_tokens"][frames["semantic_tokens"]["split"] == "train"]
+    for i in range(len(records)):
+        record = records[i]
+        before = train.iloc[:i]
+        same = before[before["speaker"] == record["row"]["speaker"]]
+        if same.empty:
+            assert record["previous"] is None
+        else:
+            assert record["previous"]["utterance_id"] == same["utterance_id"].iloc[-1]
+
+
+def _streams(stage, tables, shuffle, chunk_records=4096, **kwargs):
+    model = _model(stage)
+    data = StageDataConfig(max_buckets=2)
+    records = StageRecords(stage, tables, "train")
+    builder = ExampleBuilder(stage, VOCAB, data, model.config, "train", seed=3)
+    return model, data, StreamedBatches(records, builder, data, 1024, seed=3,
+                                        max_length=model.config.block_size,
+                                        fill_with_repeats=True, shuffle=shuffle,
+                                        chunk_records=chunk_records, **kwargs)
+
+
+@pytest.mark.slow
+def test_streamed_training_matches_in_memory_training_step_for_step(frames, shards, tmp_path):
+    model, data, streams = _streams("coarse", shards, shuffle=False)
+    examples, _ = build_stage_examples("coarse", *frames.values(), VOCAB, data, model.config,
+                                       "train", seed=3)
+    val, _ = build_stage_examples("coarse", *frames.values(), VOCAB, data, model.config,
+                                  "validation", seed=3)
+    batcher = make_batcher(examples, data, 1024, 1, 3, model.config.block_size,
+                           fill_with_repeats=True)
+    np.testing.assert_array_equal(streams.buckets, batcher.buckets)
+    for (_, a), (_, b) in zip(itertools.islice(streams.iterate(), 12),
+                              batcher.iterate(examples), strict=False):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    config = TrainConfig(stage="coarse", steps=4, tokens_per_batch=1024, eval_every=4,
+                         checkpoint_every=4, seed=3, progress=False,
+                         optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=1))
+    streamed = train(model, streams, val, config, data, tmp_path / "streamed")
+    in_memory = train(_model("coarse"), examples, val, config, data, tmp_path / "memory")
+    assert [r["loss"] for r in streamed.history["train"]] == [
+        r["loss"] for r in in_memory.history["train"]]
+    assert streamed.summary["final_val_loss"] == in_memory.summary["final_val_loss"]
+
+
+def test_shuffled_chunks_cover_every_example_once_per_epoch(frames, shards):
+    _, _, streams = _streams("fine", shards, shuffle=True, chunk_records=8)
+    assert streams.n_chunks == 3
+    seen = []
+    for epoch in range(2):
+        order = [streams.epoch_order(epoch)[i]["index"] for i in range(streams.n_records)]
+        assert sorted(order) == list(range(streams.n_records))
+        seen.append(order)
+    assert seen[0] != seen[1]  # a new global shuffle each epoch
+    padding = [streams.chunk(0, c).padding_fraction for c in range(streams.n_chunks)]
+    assert all(0.0 <= p < 1.0 for p in padding)
+    streams.close()
+
+
+def test_resuming_from_a_position_continues_the_same_batches(shards):
+    _, _, streams = _streams("coarse", shards, shuffle=True, chunk_records=8)
+    run = list(itertools.islice(streams.iterate(), 20))
+    assert {p.chunk for p, _ in run} >= {0, 1, 2} and run[-1][0].epoch >= 1
+    _, _, fresh = _streams("coarse", shards, shuffle=True, chunk_records=8)
+    cut = 9
+    resumed = list(itertools.islice(fresh.iterate(run[cut - 1][0]), len(run) - cut))
+    for (p, a), (q, b) in zip(run[cut:], resumed, strict=True):
+        assert p == q
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with pytest.raises(ValueError, match="past the"):
+        next(fresh.iterate(DataPosition(0, 99, 0)))
+    streams.close()
+    fresh.close()
+
+
+def test_two_processes_read_disjoint_slices_covering_every_record(shards):
+    n = len(StageRecords("fine", shards, "train"))
+    slices = [process_slice(n, grain.sharding.ShardOptions(k, 2)) for k in range(2)]
+    assert slices[0][0] == 0 and slices[0][1] == slices[1][0] and slices[1][1] == n
+    read = []
+    for k in range(2):
+        _, _, streams = _streams("fine", shards, shuffle=True,
+                                 shard_options=grain.sharding.ShardOptions(k, 2))
+        ids = {streams.epoch_order(0)[i]["row"]["utterance_id"] for i in range(streams.n_records)}
+        read.append(ids)
+        streams.close()
+    assert not read[0] & read[1]
+    assert read[0] | read[1] == set(StageRecords("fine", shards, "train").utterance_ids)
+    dropped = [process_slice(n, grain.sharding.ShardOptions(k, 4, drop_remainder=True))
+               for k in range(4)]
+    assert {e - s for s, e in dropped} == {n // 4}
+    with pytest.raises(ValueError, match="shard_index"):
+        process_slice(n, grain.sharding.ShardOptions(2, 2))
