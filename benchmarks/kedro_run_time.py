@@ -42,11 +42,32 @@ def role_rates(report_path: Path) -> dict[str, dict[str, float]]:
             for role in ("synthesized", "round_trip", "original")}
 
 
+def wav_facts(path: Path) -> str:
+    """Duration, share of 20 ms frames within 40 dB of the loudest, spread of the frame levels
+    (speech varies by tens of dB, a tone or hiss hardly) and pocketsphinx's transcript."""
+    import numpy as np
+
+    from bark_kedro.audio.io import load_audio
+    from bark_kedro.evaluation.intelligibility import PocketSphinxRecognizer
+
+    audio, rate = load_audio(path)
+    mono = audio.mean(axis=0)
+    hop = rate // 50
+    frames = mono[: len(mono) // hop * hop].reshape(-1, hop)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    heard = PocketSphinxRecognizer().transcribe(mono, rate)
+    return (f"{len(mono) / rate:.2f} s; {np.mean(level > level.max() - 40):.0%} of 20 ms frames "
+            f"within 40 dB of the loudest; frame level spread {level.std():.1f} dB; "
+            f"pocketsphinx heard {heard!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default=None, help="kedro environment (default: base)")
     parser.add_argument("--log", default=None, help="read this log instead of running")
     parser.add_argument("--report", default="data/08_reporting/evaluation/report.json")
+    parser.add_argument("--wav", default="data/07_model_output/synthesized.wav",
+                        help="the synthesize pipeline's WAV (its newest version)")
     args = parser.parse_args()
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} cores visible")
@@ -78,6 +99,9 @@ def main() -> None:
         for role, rates in role_rates(report).items():
             cells = " ".join(f"{v:6.3f}" if v is not None else "     -" for v in rates.values())
             print(f"{role:<20} {cells}")
+    versions = sorted(Path(args.wav).glob("*/*.wav")) or [Path(args.wav)]
+    if versions[-1].is_file():
+        print(f"{versions[-1]}: {wav_facts(versions[-1])}")
 
 
 if __name__ == "__main__":
