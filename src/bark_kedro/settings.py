@@ -17,9 +17,11 @@ warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` me
 
 from bark_kedro.hooks import MlflowRunHook, MultiHostHooks, RunTrackingHooks  # noqa: E402
 from bark_kedro.integrity_hooks import RunIntegrityHooks  # noqa: E402
+from bark_kedro.timing_hooks import NodeTimingHooks  # noqa: E402
 
 # Called last to first: kedro-mlflow's run (MlflowRunHook) starts before the project's records.
-HOOKS = (MultiHostHooks(), RunTrackingHooks(), RunIntegrityHooks(), MlflowRunHook())
+HOOKS = (MultiHostHooks(), RunTrackingHooks(), RunIntegrityHooks(), MlflowRunHook(),
+         NodeTimingHooks())
 
 # Environment variables that give a process's rank on a multi-host run.
 _RANK_VARIABLES = ("JAX_PROCESS_ID", "TPU_WORKER_ID", "CLOUD_TPU_TASK_ID", "SLURM_PROCID",

@@ -211,6 +211,22 @@ def test_loudness_normalization(tmp_path):
         assert integrated_loudness(audio, rate) == pytest.approx(-23.0, abs=0.1)
 
 
+def test_trimming_cuts_edge_silence_and_the_duration_follows(tmp_path):
+    rate = 22_050
+    padded = np.concatenate([np.zeros(rate // 2), tone(0.5, rate, 200)[:, 0], np.zeros(rate)])
+    sf.write(tmp_path / "a.wav", padded.astype(np.float32), rate)
+    sources = source_table([["a", "s", "hi", str(tmp_path / "a.wav")]])
+    kept, _ = ingest_utterances(sources, tmp_path / "plain", IngestConfig(), False)
+    assert kept["duration_s"][0] == pytest.approx(2.0)
+    trimmed, _ = ingest_utterances(sources, tmp_path / "trim",
+                                   IngestConfig(trim_silence_db=40.0, trim_margin_s=0.05), False)
+    assert trimmed["duration_s"][0] == pytest.approx(0.6, abs=0.02)
+    audio, out_rate = sf.read(trimmed["audio_24k_path"][0], dtype="float32")
+    assert len(audio) / out_rate == pytest.approx(trimmed["duration_s"][0])
+    assert np.abs(audio[: int(0.04 * out_rate)]).max() < 1e-3  # the kept margin is silent
+    assert np.abs(audio[int(0.06 * out_rate): int(0.1 * out_rate)]).max() > 0.1
+
+
 def test_nothing_valid_raises_with_reject_counts(tmp_path):
     (tmp_path / "empty.wav").write_bytes(b"")
     sources = source_table(
@@ -257,6 +273,8 @@ def test_summarize(corpus):
         ("peak_dbfs", 3.0),
         ("min_clips_for_validation", 1),
         ("min_clips_for_validation", -2),
+        ("trim_silence_db", 0.0),
+        ("trim_margin_s", -0.1),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(field, value):

@@ -11,6 +11,7 @@ from bark_kedro.audio.processing import (
     resample,
     rms_dbfs,
     to_mono,
+    trim_silence,
 )
 
 
@@ -100,3 +101,19 @@ def test_loudness_normalize_caps_peaks_and_measures_short_clips():
     assert integrated_loudness(out, 16_000) == pytest.approx(-4.0, abs=0.1)
     with pytest.raises(ValueError, match="gate"):
         loudness_normalize(np.zeros(16_000, np.float32), 16_000)
+
+
+def test_trim_silence_cuts_the_edges_only_and_keeps_a_margin():
+    rate = 16_000
+    gap = np.zeros(rate // 4, np.float32)
+    speech = np.concatenate([sine(300, rate, 0.3), gap, sine(300, rate, 0.3)])
+    clip = np.concatenate([np.zeros(rate, np.float32), speech, np.zeros(rate // 2, np.float32)])
+    out = trim_silence(clip, rate, top_db=40.0, margin_s=0.05)
+    assert len(out) == pytest.approx(len(speech) + 2 * 0.05 * rate, abs=2 * rate // 100)
+    assert np.count_nonzero(out == 0) >= len(gap)  # the pause inside stays
+    np.testing.assert_array_equal(trim_silence(np.zeros(800, np.float32), rate), np.zeros(800))
+    stereo = trim_silence(np.stack([clip, clip]), rate)
+    assert stereo.shape == (2, len(out))
+    quiet_tail = np.concatenate([speech, sine(300, rate, 0.2, amplitude=0.5 * 10 ** (-50 / 20))])
+    assert len(trim_silence(quiet_tail, rate, top_db=40.0, margin_s=0.0)) == pytest.approx(
+        len(speech), abs=rate // 100)

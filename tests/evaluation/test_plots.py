@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from PIL import Image
 
-from bark_kedro.evaluation.plots import log_mel_db, plot_spectrograms, spectrogram_figure
+from bark_kedro.evaluation.plots import (
+    PNG_COLOURS,
+    PNG_DPI,
+    log_mel_db,
+    plot_spectrograms,
+    spectrogram_figure,
+)
 
 SR = 24_000
 
@@ -36,7 +43,10 @@ def test_plot_file_is_a_png_and_nothing_else_is_left(tmp_path):
     path = plot_spectrograms(tmp_path / "plots" / "utt.png", sweep(1.0), sweep(0.7), "utt",
                              "some text " * 30)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert imread(path).shape[:2] == (400, 1200)
+    assert imread(path).shape[:2] == (4 * PNG_DPI, 12 * PNG_DPI)
+    with Image.open(path) as image:  # a palette image, small enough to embed in a page
+        assert image.mode == "P" and len(image.getcolors()) <= PNG_COLOURS
+    assert path.stat().st_size < 100_000
     assert [p.name for p in path.parent.iterdir()] == ["utt.png"]
 
 

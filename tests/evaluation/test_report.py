@@ -96,14 +96,14 @@ def resolve(link: str, page_dir: Path) -> bytes:
     return (page_dir / link).read_bytes()
 
 
-def test_html_embeds_every_wav_and_png_so_they_resolve_anywhere(report_dir, tmp_path):
+def test_html_embeds_every_mp3_and_png_so_they_resolve_anywhere(report_dir, tmp_path):
     page = (report_dir / "index.html").read_text()
     parser = LinkCollector()
     parser.feed(page)
     parser.close()
     assert {"html", "table", "audio", "img"} <= parser.tags
     files = {p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*")
-             if p.suffix in (".wav", ".png")}
+             if p.suffix in (".mp3", ".png")}
     # one original, three round trips, two synthesized, three spectrograms
     assert len(files) == 1 + 3 + 2 + 3
     media = [link for link in parser.links if not link.startswith("#")]
@@ -118,10 +118,25 @@ def test_html_embeds_every_wav_and_png_so_they_resolve_anywhere(report_dir, tmp_
     for link in media:
         kind = link.split(";", 1)[0]
         data = resolve(link, alone)
-        assert (kind, data[:4]) in {("data:audio/wav", b"RIFF"), ("data:image/png", b"\x89PNG")}
+        assert (kind == "data:image/png" and data[:4] == b"\x89PNG") or (
+            kind == "data:audio/mpeg" and (data[:3] == b"ID3" or data[0] == 0xFF))
     anchors = {link[1:] for link in parser.links if link.startswith("#")}
     assert anchors and anchors <= parser.ids
     assert "<b>markup</b>" not in page and "&lt;b&gt;markup&lt;/b&gt;" in page
+
+
+def test_embedded_media_are_compressed_and_play_back_the_audio(report_dir):
+    report = json.loads((report_dir / "report.json").read_text())
+    files = report["utterances"][0]["files"]
+    wav, mp3 = report_dir / files["original_wav"], report_dir / files["original_mp3"]
+    assert mp3.stat().st_size * 4 < wav.stat().st_size
+    decoded, rate = load_audio(mp3)
+    assert rate == SR and abs(decoded.shape[1] - int(0.5 * SR)) < SR // 20
+    spectrum = np.abs(np.fft.rfft(decoded[0]))  # still the 200 Hz tone
+    assert abs(np.argmax(spectrum) * SR / decoded.shape[1] - 200) < 5
+    page_size = (report_dir / "index.html").stat().st_size
+    wav_total = sum(p.stat().st_size for p in report_dir.rglob("*.wav"))
+    assert page_size < wav_total
 
 
 def test_summary_on_top_names_codec_models_and_the_three_rows(report_dir):
@@ -151,7 +166,8 @@ def test_a_new_report_replaces_the_old_one_and_a_failed_one_keeps_it(tmp_path):
     write_report(target, utterances())
     write_report(target, utterances()[:1])
     assert sorted(p.name for p in (target / "audio").iterdir()) == [
-        "spk1_0001.original.wav", "spk1_0001.round_trip.wav", "spk1_0001.synthesized.wav"]
+        f"spk1_0001.{role}.{kind}" for role in ("original", "round_trip", "synthesized")
+        for kind in ("mp3", "wav")]
     before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
 
     broken = UtteranceEvaluation("bad", "", tone(0.3, 220), np.full(100, np.nan, np.float32))

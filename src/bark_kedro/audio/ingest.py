@@ -20,7 +20,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from bark_kedro.audio.io import write_audio_atomic
-from bark_kedro.audio.processing import loudness_normalize, peak_normalize, resample, to_mono
+from bark_kedro.audio.processing import (
+    loudness_normalize,
+    peak_normalize,
+    resample,
+    to_mono,
+    trim_silence,
+)
 from bark_kedro.audio.sources import PROBLEM_COLUMN, SOURCE_COLUMNS
 from bark_kedro.audio.validation import (
     BAD_MANIFEST_ROW,
@@ -54,7 +60,10 @@ class IngestConfig:
 
     ``normalization`` is ``"peak"`` (max |sample| at ``peak_dbfs``), ``"loudness"`` (ITU-R
     BS.1770-4 integrated loudness at ``loudness_lufs`` via pyloudnorm, peaks capped at
-    ``peak_dbfs``) or ``"none"``.
+    ``peak_dbfs``) or ``"none"``. ``trim_silence_db`` (``None``: off) cuts leading and
+    trailing silence more than that many dB below the loudest 10 ms, keeping
+    ``trim_margin_s`` of it (:func:`~bark_kedro.audio.processing.trim_silence`): a clip that ends
+    in silence teaches a model, and primes a voice prompt, to go on in silence.
 
     ``validation_fraction`` of the utterances go to the validation split (by a hash of the
     id); a speaker with at least ``min_clips_for_validation`` clips gets at least one
@@ -72,6 +81,8 @@ class IngestConfig:
     semantic_sample_rate: int = 16_000
     validation_fraction: float = 0.1
     min_clips_for_validation: int = 5
+    trim_silence_db: float | None = None
+    trim_margin_s: float = 0.05
 
     def __post_init__(self) -> None:
         def fail(field: str, problem: str) -> None:
@@ -96,6 +107,10 @@ class IngestConfig:
         ):
             fail("min_clips_for_validation", "must be 0 (off) or an int >= 2 (a speaker keeps "
                  "at least one training clip)")
+        if self.trim_silence_db is not None and self.trim_silence_db <= 0:
+            fail("trim_silence_db", "must be null (no trimming) or > 0 dB")
+        if self.trim_margin_s < 0:
+            fail("trim_margin_s", "must be >= 0 s")
 
 
 # Terminal escape sequences, removed whole (dropping only ESC would leave "[31m" behind):
@@ -206,6 +221,8 @@ def _convert(
     rejection = check_samples(mono, config.silence_threshold_dbfs)
     if rejection is not None:
         raise RejectedInput(Rejection(rejection.code, f"after mixing to mono, {rejection.detail}"))
+    if config.trim_silence_db is not None:
+        mono = trim_silence(mono, sample_rate, config.trim_silence_db, config.trim_margin_s)
     converted = {}
     for rate in rates:
         try:
@@ -288,7 +305,8 @@ def ingest_utterances(
                     dirs[rate] / f"{stem}.{content_digest(wave)}.wav", wave, rate))
                 for rate, wave in converted.items()
             }
-            duration_s = audio.shape[-1] / sample_rate
+            duration_s = (audio.shape[-1] / sample_rate if config.trim_silence_db is None else
+                          converted[config.codec_sample_rate].shape[-1] / config.codec_sample_rate)
             kept.append(
                 {
                     "utterance_id": utt_id,

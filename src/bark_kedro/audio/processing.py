@@ -56,6 +56,29 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def trim_silence(audio: np.ndarray, sample_rate: int, top_db: float = 40.0,
+                 margin_s: float = 0.05, frame_s: float = 0.01) -> np.ndarray:
+    """``audio`` without its leading and trailing silence: the frames (``frame_s`` long) more
+    than ``top_db`` below the loudest frame's RMS are cut from both ends, ``margin_s`` of them
+    kept before the first and after the last louder frame (as ``librosa.effects.trim`` does).
+    Silence inside the clip stays; audio with no louder frame comes back unchanged."""
+    audio = np.asarray(audio, dtype=np.float32)
+    frame = max(1, int(round(frame_s * sample_rate)))
+    n = audio.shape[-1] // frame
+    if n == 0:
+        return audio
+    frames = audio[..., : n * frame].reshape(*audio.shape[:-1], n, frame).astype(np.float64)
+    power = np.mean(np.square(frames), axis=tuple(range(frames.ndim - 2)) + (-1,))
+    if not np.any(power > 0):
+        return audio
+    loud = np.flatnonzero(power >= power.max() * 10.0 ** (-top_db / 10.0))
+    margin = int(round(margin_s * sample_rate))
+    start = max(0, loud[0] * frame - margin)
+    end = audio.shape[-1] if loud[-1] == n - 1 else min(audio.shape[-1],
+                                                         (loud[-1] + 1) * frame + margin)
+    return audio[..., start:end]
+
+
 def peak_normalize(audio: np.ndarray, peak_dbfs: float = -1.0) -> np.ndarray:
     """Scale so the largest absolute sample sits at ``peak_dbfs``.
 

@@ -85,25 +85,32 @@ def local_model_folder(path: str | Path, what: str, expected: str) -> Path:
 
 
 class WhisperRecognizer:
-    """Whisper (any size) loaded by ``transformers`` from the local folder ``path`` only."""
+    """Whisper (any size) loaded by ``transformers`` from the local folder ``path`` only: the
+    model (``WhisperForConditionalGeneration``) and its processor (feature extractor and
+    tokenizer), as ``save_pretrained`` writes them. Clips up to Whisper's 30 s window."""
 
     def __init__(self, path: str | Path, device: str = "cpu", language: str = "en"):
         path = local_model_folder(path, "Whisper model", "a folder with config.json, e.g. from "
                                   "WhisperForConditionalGeneration.save_pretrained or a Hugging "
                                   "Face cache snapshot")
         try:
-            from transformers import pipeline
+            from transformers import WhisperForConditionalGeneration, WhisperProcessor
         except ImportError as err:
             raise ImportError("asr kind 'whisper' needs the transformers package") from err
-        self._pipe = pipeline("automatic-speech-recognition", model=str(path), device=device,
-                              model_kwargs={"local_files_only": True})
+        self._processor = WhisperProcessor.from_pretrained(path, local_files_only=True)
+        self._model = WhisperForConditionalGeneration.from_pretrained(
+            path, local_files_only=True).eval().to(device)
+        self._device = device
         self._language = language
         self.name = f"whisper ({path.name})"
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
-        out = self._pipe({"raw": to_16k(audio, sample_rate), "sampling_rate": ASR_SAMPLE_RATE},
-                         generate_kwargs={"language": self._language, "task": "transcribe"})
-        return str(out["text"]).strip()
+        features = self._processor.feature_extractor(
+            to_16k(audio, sample_rate), sampling_rate=ASR_SAMPLE_RATE, return_tensors="pt"
+        ).input_features.to(self._device)
+        with torch.inference_mode():
+            ids = self._model.generate(features, language=self._language, task="transcribe")
+        return str(self._processor.batch_decode(ids, skip_special_tokens=True)[0]).strip()
 
 
 def build_recognizer(kind: str = "pocketsphinx", path: str | None = None,

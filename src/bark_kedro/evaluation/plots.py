@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from bark_kedro.evaluation.audio_metrics import (
     DEFAULT_MEL_CEPSTRUM,
@@ -21,6 +23,8 @@ from bark_kedro.evaluation.audio_metrics import (
 from bark_kedro.tokenizers.frames import CODEC_SAMPLE_RATE
 
 DYNAMIC_RANGE_DB = 80.0  # the colour scale spans this far below the louder spectrogram's peak
+PNG_DPI = 72  # 864 x 288 pixels: sharp on a laptop screen, a few tens of kB
+PNG_COLOURS = 128  # palette PNG (Pillow's quantizer): a quarter of the RGBA file's size
 _DB_PER_LOG_AMPLITUDE = 20.0 / math.log(10.0)
 
 
@@ -75,7 +79,8 @@ def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.n
                       utterance_id: str, text: str, sample_rate: int = CODEC_SAMPLE_RATE,
                       config: MelCepstrumConfig = DEFAULT_MEL_CEPSTRUM,
                       original_audio: np.ndarray | None = None) -> Path:
-    """Write :func:`spectrogram_figure` as a PNG at ``path`` and return ``path``.
+    """Write :func:`spectrogram_figure` as a palette PNG (``PNG_COLOURS`` colours at
+    ``PNG_DPI``, small enough to embed in a page) at ``path`` and return ``path``.
 
     The file is written under a temporary name and renamed, so ``path`` is never half-written.
     """
@@ -86,7 +91,11 @@ def plot_spectrograms(path: str | Path, ref_audio: np.ndarray, synth_audio: np.n
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        fig.savefig(tmp_name, format="png", dpi=100)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=PNG_DPI)
+        with Image.open(buffer) as image:
+            image.convert("RGB").quantize(PNG_COLOURS).save(tmp_name, format="PNG",
+                                                            optimize=True)
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, path)
     except BaseException:

@@ -4,12 +4,14 @@ Layout (logged as one MLflow artifact directory)::
 
     <report_dir>/index.html
     <report_dir>/report.json
-    <report_dir>/audio/<utterance>.{original,round_trip,synthesized}.wav
+    <report_dir>/audio/<utterance>.{original,round_trip,synthesized}.{wav,mp3}
     <report_dir>/plots/<utterance>.png
 
-``index.html`` embeds its images and players as ``data:`` URIs (the same bytes as the files),
-so it renders whole from disk and inside MLflow's artifact viewer, whose preview frame
-resolves no relative link. The page opens with a summary: codec and weights, the models that
+``index.html`` embeds its images and players as ``data:`` URIs (the same bytes as the MP3 and
+PNG files), so it renders whole from disk and inside MLflow's artifact viewer, whose preview
+frame resolves no relative link. The players embed MP3 (libsndfile's encoder; every browser
+plays it) and the spectrograms are palette PNGs, so the page stays a few hundred kB; the
+lossless 16-bit WAVs sit beside it for listening closely. The page opens with a summary: codec and weights, the models that
 heard the audio, and one row per role (synthesized / codec round trip / original) of CER, WER,
 speaker similarity and DNSMOS.
 
@@ -53,6 +55,8 @@ SUMMARY_METRICS = ("cer", "wer", "speaker_similarity", "dnsmos_sig", "dnsmos_bak
 TABLE_METRICS = ("synthesized/cer", "round_trip/cer", "original/cer", "synthesized/wer",
                  "synthesized/speaker_similarity", "synthesized/dnsmos_ovrl", "duration_ratio",
                  "mcd_db", "codec_token_accuracy")
+MP3_SAMPLE_RATES = frozenset({8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100,
+                              48_000})
 SUMMARY_FACTS = ("codec", "codec_weights", "asr", "speaker", "mos", "hearing", "left_out")
 
 
@@ -80,13 +84,14 @@ def write_report(report_dir: str | Path, utterances: Sequence[UtteranceEvaluatio
 
     ``stage_metrics`` holds the teacher-forced held-out metrics per stage, e.g.
     ``{"semantic": {"loss": 2.1, "accuracy": 0.4}}``; ``run_facts`` anything that identifies the
-    run (MLflow run id, model and dataset versions, codec weights, device). WAVs are 16-bit PCM
-    (every browser plays it), clipped to [-1, 1].
+    run (MLflow run id, model and dataset versions, codec weights, device). Audio is clipped to
+    [-1, 1]; WAVs are 16-bit PCM; ``sample_rate`` must be one MP3 has (8 to 48 kHz).
     """
     if not utterances:
         raise ValueError("utterances is empty: nothing to report")
-    if int(sample_rate) <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+    if int(sample_rate) not in MP3_SAMPLE_RATES:
+        raise ValueError(f"sample_rate must be one of MP3's {sorted(MP3_SAMPLE_RATES)}, got "
+                         f"{sample_rate}")
     ids = [u.utterance_id for u in utterances]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -142,10 +147,11 @@ def _write_utterance_files(root: Path, utterance: UtteranceEvaluation,
                         ("round_trip", utterance.ref_audio),
                         ("synthesized", utterance.synth_audio)):
         if audio is not None:
-            relative = f"audio/{stem}.{role}.wav"
-            write_audio_atomic(root / relative, np.clip(mono_float32(audio), -1.0, 1.0),
-                               sample_rate, subtype="PCM_16")
-            files[f"{role}_wav"] = relative
+            clipped = np.clip(mono_float32(audio), -1.0, 1.0)
+            for kind, subtype in (("wav", "PCM_16"), ("mp3", None)):
+                relative = f"audio/{stem}.{role}.{kind}"
+                write_audio_atomic(root / relative, clipped, sample_rate, subtype=subtype)
+                files[f"{role}_{kind}"] = relative
     if utterance.ref_audio is not None:
         relative = f"plots/{stem}.png"
         plot_spectrograms(root / relative, utterance.ref_audio, utterance.synth_audio,
@@ -206,7 +212,7 @@ img { max-width: 100%; height: auto; }
 .transcript { color: #555; font-size: 0.9em; margin: 0.1em 0; }
 details { margin: 0.5em 0; }
 """
-_MIME = {".wav": "audio/wav", ".png": "image/png"}
+_MIME = {".mp3": "audio/mpeg", ".png": "image/png"}
 
 
 def render_html(report: Mapping[str, Any], root: str | Path) -> str:
@@ -265,7 +271,7 @@ def _utterance_section(entry: Mapping[str, Any], root: Path) -> str:
     players = []
     for role, label in (("original", "original recording"), ("round_trip", "codec round trip"),
                         ("synthesized", "synthesized")):
-        src = files.get(f"{role}_wav")
+        src = files.get(f"{role}_mp3")
         player = (f'<audio controls preload="none" src="{_data_uri(root, src)}"></audio>'
                   if src else "<p>(no audio)</p>")
         heard = entry.get("transcripts", {}).get(role)
