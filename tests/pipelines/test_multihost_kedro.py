@@ -15,8 +15,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.pipelines.test_ingest_pipeline import run_pipeline
-from tests.pipelines.test_tokenize_pipeline import FAST, ingest
+from tests.helpers.kedro_runs import FAST_TOKENIZE as FAST
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
+from tests.helpers.kedro_runs import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--pipelines=train_coarse", "--params=train_coarse.train.steps=2,"

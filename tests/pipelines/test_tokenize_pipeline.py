@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 from kedro.config import OmegaConfigLoader
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from kedro.io import Version
 
 from bark_kedro.datasets.artifacts import CodecModelDataset, SemanticTokenizerDataset
@@ -28,45 +24,12 @@ from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 from tests.helpers.kedro_runs import (
     FAST_TOKENIZE,
     latest_run,
-    nested,
     run_pipeline,
 )
 from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
+from tests.helpers.tokenize_runs import TABLES, break_audio, digest, table, tokenize, versions
 
 FAST = FAST_TOKENIZE
-TABLES = ("text_tokens", "semantic_tokens", "codec_tokens", "rejected_tokenization")
-
-
-def tokenize(project: Path, load_versions: dict[str, str] | None = None, **params) -> None:
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=nested({**FAST, **params})
-                             ) as session:
-        session.run(pipeline_names=["tokenize"], load_versions=load_versions or {})
-
-
-def versions(project: Path, name: str) -> list[Path]:
-    return sorted((project / "data/05_model_input" / f"{name}.parquet").iterdir())
-
-
-def table(project: Path, name: str, index: int = -1) -> pd.DataFrame:
-    folder = versions(project, name)[index]
-    return pd.read_parquet(folder / f"{name}.parquet")
-
-
-def digest(folder: Path) -> str:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
-
-
-def break_audio(project: Path, utterances: pd.DataFrame) -> dict[str, str]:
-    """Make one 16 kHz file unreadable and one 24 kHz file 3x too long; the expected rejects."""
-    bad_16k, long_24k = utterances.utterance_id.iloc[1], utterances.utterance_id.iloc[2]
-    row = utterances.set_index("utterance_id")
-    (project / row.loc[bad_16k, "audio_16k_path"]).write_bytes(b"RIFF not really a wav")
-    path = project / row.loc[long_24k, "audio_24k_path"]
-    audio, rate = sf.read(path, dtype="float32")
-    sf.write(path, np.tile(audio, 3), rate, subtype="FLOAT")
-    return {bad_16k: "semantic", long_24k: "codec"}
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.pipelines.test_tokenize_pipeline import TABLES, break_audio, ingest, table, tokenize
+from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
+from tests.helpers.tokenize_runs import TABLES, break_audio, table, tokenize
 
 # EnCodec's codes of a clip depend a little on the clips padded with it in one batch (its last
 # frames see the padding), so the engines agree bit for bit when each clip is encoded alone

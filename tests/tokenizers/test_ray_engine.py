@@ -9,7 +9,7 @@ import pytest
 from bark_kedro.tokenizers import corpus, ray_engine
 from bark_kedro.tokenizers.config import CodecConfig, TextConfig
 from bark_kedro.tokenizers.ray_engine import RayEngineConfig
-from tests.tokenizers.test_corpus import write_corpus
+from tests.helpers.signals import write_corpus
 
 
 @pytest.fixture(scope="module")

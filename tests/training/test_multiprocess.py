@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 from bark_kedro.training import mesh as mesh_module
-from tests.training.test_processes import ROOT, _command, _complete_checkpoints, _env, _load
+from tests.helpers.training_processes import ROOT, complete_checkpoints, load_results
+from tests.helpers.training_processes import process_env as _env
+from tests.helpers.training_processes import tiny_run_command as _command
 
 ARGS = ["--stage", "coarse", "--steps", "8", "--checkpoint-every", "2", "--dropout", "0.1",
         "--mesh", "2x1"]
@@ -97,11 +99,11 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, 
     subprocess.run(_command(tmp_path / "one", tmp_path / "one_", *ARGS), cwd=ROOT, check=True,
                    env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
                    capture_output=True, timeout=400)
-    one_params, one = _load(tmp_path / "one_", "2x1")
+    one_params, one = load_results(tmp_path / "one_", "2x1")
 
     run_dir, out = tmp_path / "two", tmp_path / "two_"
     outputs = _finish(_start(_command(run_dir, out, *ARGS)))
-    two_params, two = _load(out, "2x1")
+    two_params, two = load_results(out, "2x1")
     assert two["summary"]["device"]["process_count"] == "2"
     assert two["summary"]["device"]["device_count"] == "2"
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-6)
@@ -109,7 +111,7 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, 
         np.testing.assert_allclose(two_params[name], value, atol=1e-6, err_msg=name)
     # process 0 alone reports; one checkpoint per step, committed once, on the shared storage
     assert _steps(outputs[0]) == list(range(1, 9)) and _steps(outputs[1]) == []
-    assert _complete_checkpoints(run_dir / "2x1") == [6, 8]
+    assert complete_checkpoints(run_dir / "2x1") == [6, 8]
     assert not [p for p in (run_dir / "2x1").iterdir() if not p.name.isdigit()]
 
     # one process killed mid-run; the other fails or is stopped; both restarted
@@ -123,7 +125,7 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, 
         if not (match := re.match(r"step (\d+)", line)):
             continue  # gloo's connection messages
         step = int(match.group(1))
-        saved = _complete_checkpoints(killed_dir / "2x1")
+        saved = complete_checkpoints(killed_dir / "2x1")
         if saved and step >= saved[-1] + 2:
             procs[1].send_signal(signal.SIGKILL)
             killed_after = (saved[-1], step)
@@ -140,7 +142,7 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, 
     assert not Path(f"{killed_out}2x1.npz").exists()
 
     outputs = _finish(_start(command[:-2]))
-    resumed_params, resumed = _load(killed_out, "2x1")
+    resumed_params, resumed = load_results(killed_out, "2x1")
     assert resumed["summary"]["resumed_from_step"] >= killed_after[0]
     assert resumed["losses"] == two["losses"][-len(resumed["losses"]):]
     assert resumed_params.keys() == two_params.keys()

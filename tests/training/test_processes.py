@@ -2,42 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _command(run_dir, out, *args):
-    return [sys.executable, "-m", "tests.training.tiny_run", str(run_dir), str(out), *args]
-
-
-def _env(**extra):
-    # this checkout's package and tests, whichever bark_kedro is installed
-    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
-    env = dict(os.environ, PYTHONPATH=path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PLATFORMS="cpu")
-    return env | extra
-
-
-def _complete_checkpoints(directory: Path) -> list[int]:
-    if not directory.is_dir():
-        return []
-    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-
-
-def _load(prefix: Path, mesh: str):
-    params = dict(np.load(f"{prefix}{mesh}.npz"))
-    return params, json.loads(Path(f"{prefix}{mesh}.json").read_text())
+from tests.helpers.training_processes import ROOT, complete_checkpoints, load_results
+from tests.helpers.training_processes import process_env as _env
+from tests.helpers.training_processes import tiny_run_command as _command
 
 
 @pytest.mark.slow
@@ -56,7 +32,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, streamed):
     deadline = time.monotonic() + 300
     for line in proc.stdout:
         step = int(re.match(r"step (\d+)", line).group(1))
-        saved = _complete_checkpoints(run_dir / "-1x1")
+        saved = complete_checkpoints(run_dir / "-1x1")
         if saved and saved[-1] >= 5 and step >= saved[-1] + 3:
             proc.send_signal(signal.SIGKILL)
             killed_after = (saved[-1], step)
@@ -69,8 +45,8 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, streamed):
 
     subprocess.run(command[:-2], env=_env(), check=True, cwd=ROOT, capture_output=True,
                    timeout=300)
-    resumed, report = _load(out, "-1x1")
-    reference, ref_report = _load(tmp_path / "ref_", "-1x1")
+    resumed, report = load_results(out, "-1x1")
+    reference, ref_report = load_results(tmp_path / "ref_", "-1x1")
     assert report["summary"]["resumed_from_step"] >= last_checkpoint
     assert ref_report["summary"]["resumed_from_step"] is None
     assert report["losses"] == ref_report["losses"][-len(report["losses"]):]
@@ -88,7 +64,7 @@ def test_data_parallel_fsdp_and_one_device_give_the_same_losses(tmp_path):
         env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=8"), cwd=ROOT,
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = {mesh: _load(tmp_path / "out_", mesh) for mesh in meshes}
+    runs = {mesh: load_results(tmp_path / "out_", mesh) for mesh in meshes}
     for mesh, (_, report) in runs.items():
         assert report["summary"]["device"]["device_count"] == "8"
         n_data, n_fsdp = mesh.split("x")
