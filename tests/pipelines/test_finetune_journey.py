@@ -25,6 +25,7 @@ from bark_kedro.generation.voice import (
 )
 from bark_kedro.models.suno_format import export_suno_checkpoint
 from bark_kedro.models.tokens import BARK_VOCAB
+from tests.helpers import copy_project
 from tests.helpers.kedro_runs import run_pipeline
 from tests.models.reference_models import perturb_, save_suno, suno_all_logits
 from tests.tokenizers.bark_files import save_fairseq_checkpoint, save_quantizer, tiny_hf_hubert
@@ -89,7 +90,8 @@ def _run_journey(root: Path) -> None:
                      {f"train_{stage}.train.{k}": value for k, value in TRAIN.items()}, env=ENV)
 
 
-def _runs(root: Path) -> list[mlflow.entities.Run]:
+def _runs(root: Path) -> tuple[list[mlflow.entities.Run], mlflow.MlflowClient]:
+    """Every MLflow run of the project copy, oldest first, and the client that read them."""
     client = mlflow.MlflowClient(f"sqlite:///{root}/data/09_tracking/mlflow.db")
     experiment = client.get_experiment_by_name("bark_kedro")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
@@ -99,16 +101,7 @@ def _runs(root: Path) -> list[mlflow.entities.Run]:
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
     """The project copy after the journey's runs, its catalog and its MLflow runs."""
-    import shutil
-
-    from tests.helpers import PROJECT_ROOT
-
-    root = tmp_path_factory.mktemp("journey") / "project"
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    (root / "src" / "bark_kedro").mkdir(parents=True)
+    root = copy_project(tmp_path_factory.mktemp("journey") / "project")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         _write_official_files(root)
