@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT
+from tests.helpers import copy_project
 
 
 @pytest.fixture
@@ -17,15 +17,7 @@ def project_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     Catalog paths and the MLflow store are relative to the project root, so runs in the
     copy never touch the real ``data/``.
     """
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    # Kedro wants a source folder inside the project; the package itself is imported from the
-    # installed checkout.
-    (root / "src" / "bark_kedro").mkdir(parents=True)
+    root = copy_project(tmp_path / "project")
     monkeypatch.chdir(root)
     return root
 

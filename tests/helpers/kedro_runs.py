@@ -38,10 +38,12 @@ def nested(dotted: dict) -> dict:
 
 
 def run_pipeline(project: Path, pipeline: str, params: dict,
-                 load_versions: dict[str, str] | None = None) -> None:
-    """``kedro run --pipeline=<pipeline> --params=<params>`` in ``project``, in-process."""
+                 load_versions: dict[str, str] | None = None, env: str | None = None) -> None:
+    """``kedro run --pipeline=<pipeline> --params=<params> [--env=<env>]`` in ``project``,
+    in-process."""
     bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=nested(params)) as session:
+    with KedroSession.create(project_path=project, env=env,
+                             runtime_params=nested(params)) as session:
         session.run(pipeline_names=[pipeline], load_versions=load_versions or {})
 
 
