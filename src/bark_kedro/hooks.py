@@ -78,6 +78,20 @@ class MultiHostHooks:
         if jax.process_index() != 0:
             _wrap_writes(catalog, sorted(pipeline.datasets()))
 
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        """Every process waits for the others (process 0 still writes) before it exits.
+
+        Otherwise a process that finishes first waits in JAX's shutdown barrier, whose
+        time-out can end process 0 while it still saves models and MLflow records.
+        """
+        import jax
+
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("bark_kedro pipeline end")
+
 
 def _wrap_writes(catalog: Any, names: list[str]) -> None:
     """Wrap each named persisted entry so that this process never writes it."""

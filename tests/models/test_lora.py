@@ -82,6 +82,7 @@ def test_adapted_model_starts_equal_to_base_and_changes_with_b(base):
     np.testing.assert_array_equal(np.asarray(_logits(base, idx)), reference)  # base untouched
 
 
+@pytest.mark.slow
 def test_merged_model_equals_adapted_and_exports_like_the_base(base):
     adapted = add_lora(base, LoRAConfig(rank=4, alpha=8.0, target_modules=("c_attn", "mlp.c_proj")))
     _perturb_adapters(adapted)

@@ -112,6 +112,7 @@ def _write_until_killed(folder, codec, done_flag):
     ShardWriter(folder, rows_per_shard=4).write(_slow_batches(codec, done_flag))
 
 
+@pytest.mark.slow
 def test_killed_write_leaves_no_table_and_a_rerun_skips_complete_shards(tmp_path, tables):
     codec = tables[2]
     folder = tmp_path / "v1" / "codec_tokens.parquet"
