@@ -23,3 +23,19 @@ def test_nested_bar_is_off_when_stderr_is_not_a_terminal(monkeypatch):
     monkeypatch.setattr("sys.stderr", io.StringIO())  # not a TTY
     assert progress_bar(range(3), nested=True).disable
     assert not progress_bar(range(3), nested=False, file=io.StringIO()).disable
+
+
+def test_a_finished_float_count_closes_at_100_percent():
+    out = io.StringIO()
+    bar = progress_bar(total=691.3, unit="audio-s", file=out, mininterval=0)
+    bar.update(691.3)
+    bar.close()
+    assert "100%" in out.getvalue().splitlines()[-1] or "100%" in out.getvalue().split("\r")[-1]
+    assert bar.n == bar.total == 692
+
+
+def test_an_unfinished_float_count_is_not_filled():
+    bar = progress_bar(total=100.0, file=io.StringIO(), mininterval=0)
+    bar.update(40.0)
+    bar.close()
+    assert bar.n == 40.0
