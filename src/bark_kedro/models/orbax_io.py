@@ -29,7 +29,9 @@ def _checkpointer() -> ocp.Checkpointer:
     model directory, so no other process takes part in its barriers)."""
     me = jax.process_index()
     options = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler(), multiprocessing_options=options)
+    handler = ocp.CompositeCheckpointHandler(
+        composite_options=ocp.CompositeOptions(multiprocessing_options=options))
+    return ocp.Checkpointer(handler, multiprocessing_options=options)
 
 
 def _host_arrays(tree: Any) -> Any:
