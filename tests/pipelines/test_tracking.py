@@ -45,7 +45,7 @@ def test_parameter_counts_go_to_the_stage_section(store) -> None:
     with mlflow.start_run(experiment_id=store.experiment_id) as run:
         tracking.log_parameter_counts("fine", counts)
     metrics = store.get_run(run.info.run_id).data.metrics
-    assert metrics == {f"fine/params_{key}": float(value) for key, value in counts.items()}
+    assert metrics == {f"fine_params/{key}": float(value) for key, value in counts.items()}
 
 
 def test_run_name_shows_the_overrides_and_a_fingerprint() -> None:

@@ -55,10 +55,11 @@ def mlflow_step_logger(prefix: str) -> Callable[[int, Mapping[str, float]], None
 
 
 def log_parameter_counts(section: str, counts: Mapping[str, int]) -> None:
-    """``<section>/params_trainable``, ``params_frozen``, ``params_total`` of the active run."""
+    """``<section>_params/trainable``, ``frozen``, ``total`` of the active run (a section of
+    their own, so the stage's curves still come first)."""
     if mlflow.active_run() is None:
         return
-    mlflow.log_metrics({metric_key(section, f"params_{k}"): float(v) for k, v in counts.items()})
+    mlflow.log_metrics({metric_key(f"{section}_params", k): float(v) for k, v in counts.items()})
 
 
 class SectionMetricsDataset(MlflowMetricsHistoryDataset):
