@@ -13,13 +13,14 @@ from tests.models.reference_models import VOCAB
 
 
 @pytest.fixture
-def store(mlflow_db: str):
+def store(mlflow_db: str, tmp_path: Path):
     """A client of a fresh store, made the tracking URI (and undone: no active experiment
-    is left for other tests)."""
+    is left for other tests); its artifacts stay in the test's folder, not ./mlruns."""
     uri = mlflow_db
     mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient(uri)
-    client.experiment_id = client.create_experiment("tracking-test")
+    client.experiment_id = client.create_experiment(
+        "tracking-test", artifact_location=(tmp_path / "artifacts").as_uri())
     yield client
     if mlflow.active_run():
         mlflow.end_run()
