@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
+from bark_kedro.datasets.local_versions import load_path_exists
 from bark_kedro.tokenizers.shards import ShardedTable, write_shards
 
 
@@ -46,11 +47,7 @@ class ShardedTableDataset(AbstractVersionedDataset[Any, ShardedTable]):
         write_shards(data, path, self._rows_per_shard, self._row_group_rows)
 
     def _exists(self) -> bool:
-        try:
-            path = self._get_load_path()
-        except DatasetError:
-            return False
-        return Path(path.as_posix()).exists()
+        return load_path_exists(self)
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version,
