@@ -66,8 +66,8 @@ def tokenize_codec(utterances: pd.DataFrame, codec_model: CodecTokenizer,
                                      max_batch_seconds=c.max_batch_seconds,
                                      max_chunk_seconds=c.max_chunk_seconds,
                                      cpu_workers=c.cpu_workers)
-    batching = c.model_dump(include={"device", "batch_size", "max_batch_seconds",
-                                     "max_chunk_seconds", "cpu_workers"})
+    batching = {name: getattr(c, name) for name in ("device", "batch_size", "max_batch_seconds",
+                                                    "max_chunk_seconds", "cpu_workers")}
     return _stream("codec", utterances, codec, params, {"codec": batching},
                    group_seconds=c.group_seconds)
 
