@@ -1,0 +1,146 @@
+"""Peak memory of tokenization as the corpus grows: token shards written as they are
+tokenized (``stream``, what the tokenize pipeline does) vs whole-corpus token frames written
+at the end (``whole``, the earlier path).
+
+A synthetic tone corpus (``--utterances`` clips around 4 s) is repeated ``--times`` over
+(same audio files, new ids); the tokenizers (chars text, MFCC + k-means semantic, the
+offline mel codec) are fitted once on it. Each corpus size and mode runs in a fresh process,
+which samples its resident memory every 5 ms during the three tokenize stages; the figure is
+the peak above the process's memory just before them (models loaded). Example::
+
+    python benchmarks/tokenize_memory.py --times 1 4 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from machine import cpu_model  # benchmarks/machine.py
+from tone_corpus import repeated, write_tone_corpus  # benchmarks/tone_corpus.py
+
+STAGES = ("text", "semantic", "codec")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+class PeakSampler(threading.Thread):
+    """The peak resident memory of this process while it runs."""
+
+    def __init__(self, every_s: float = 0.005):
+        super().__init__(daemon=True)
+        self.every_s, self.peak, self.running = every_s, resident_bytes(), True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, resident_bytes())
+            time.sleep(self.every_s)
+
+    def stop(self) -> int:
+        self.running = False
+        self.join()
+        return max(self.peak, resident_bytes())
+
+
+def _tokenizers(work: Path):
+    from bark_kedro.tokenizers.codec import load_codec_file
+    from bark_kedro.tokenizers.semantic import SemanticTokenizer
+    from bark_kedro.tokenizers.text import text_tokenizer_from_dict
+
+    text = text_tokenizer_from_dict(json.loads((work / "text.json").read_text()))
+    return {"text": (text, {}), "semantic": (SemanticTokenizer.load(work / "semantic"), {}),
+            "codec": (load_codec_file(work / "codec.pt"), {"group_seconds": 60.0})}
+
+
+def child(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from bark_kedro.tokenizers import corpus
+    from bark_kedro.tokenizers.shards import ShardWriter, write_shards
+    from bark_kedro.tokenizers.stream import token_stream
+
+    work = Path(args.work)
+    utterances = repeated(pd.read_parquet(work / "utterances.parquet"), args.times)
+    tokenizers = _tokenizers(work)
+    out = Path(tempfile.mkdtemp(dir=work))
+    sampler = PeakSampler()
+    baseline = resident_bytes()
+    sampler.start()
+    started = time.perf_counter()
+    for stage, (tokenizer, options) in tokenizers.items():
+        folder = out / f"{stage}_tokens"
+        if args.mode == "stream":
+            stream = token_stream(stage, utterances, tokenizer, progress=False, **options)
+            ShardWriter(folder, args.rows_per_shard).write_work(stream)
+        else:
+            table = getattr(corpus, f"tokenize_{stage}")(utterances, tokenizer, **options,
+                                                         progress=False)[0]
+            write_shards(table, folder, args.rows_per_shard)
+            del table
+    wall = time.perf_counter() - started
+    peak = sampler.stop()
+    print(json.dumps({"baseline": baseline, "peak": peak, "wall": wall,
+                      "audio_s": float(utterances["duration_s"].sum()),
+                      "utterances": len(utterances)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--utterances", type=int, default=30, help="clips in the base corpus")
+    parser.add_argument("--times", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--rows-per-shard", type=int, default=64)
+    parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+
+    from bark_kedro.tokenizers import corpus
+    from bark_kedro.tokenizers.config import CodecConfig, SemanticConfig, TextConfig
+
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        utterances = write_tone_corpus(work / "audio", args.utterances)
+        utterances.to_parquet(work / "utterances.parquet")
+        text = corpus.fit_text_tokenizer(utterances, TextConfig())
+        (work / "text.json").write_text(json.dumps(text.to_dict()))
+        semantic, _ = corpus.fit_semantic_tokenizer(utterances, SemanticConfig(n_clusters=50),
+                                                    progress=False)
+        semantic.save(work / "semantic")
+        corpus.build_codec(utterances, CodecConfig(weights="mel")).save(work / "codec.pt")
+        base_s = float(utterances["duration_s"].sum())
+        print(f"CPU: {cpu_model()} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); "
+              f"base corpus {len(utterances)} tone clips, {base_s:.0f} audio-s; stages "
+              f"{'+'.join(STAGES)} (chars, MFCC + 50-means, mel codec); "
+              f"{args.rows_per_shard} utterances per shard")
+        print(f"{'corpus':>8}{'audio-s':>9}{'mode':>8}{'peak above start (MiB)':>24}"
+              f"{'audio-s/s':>11}")
+        for times in args.times:
+            for mode in args.modes:
+                result = subprocess.run(
+                    [sys.executable, __file__, "--child", "--mode", mode, "--times", str(times),
+                     "--work", str(work), "--rows-per-shard", str(args.rows_per_shard)],
+                    check=True, capture_output=True, text=True)
+                figures = json.loads(result.stdout.strip().splitlines()[-1])
+                above = (figures["peak"] - figures["baseline"]) / 2**20
+                print(f"{f'x{times}':>8}{figures['audio_s']:>9.0f}{mode:>8}{above:>24.1f}"
+                      f"{figures['audio_s'] / figures['wall']:>11.1f}", flush=True)
+        print(f"load at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
