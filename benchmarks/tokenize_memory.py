@@ -71,7 +71,7 @@ def child(args: argparse.Namespace) -> None:
     from bark_kedro.tokenizers.stream import token_stream
 
     work = Path(args.work)
-    utterances = repeated(pd.read_parquet(work / "utterances.parquet"), args.times)
+    utterances = repeated(pd.read_parquet(work / "utterances.parquet"), args.times[0])
     tokenizers = _tokenizers(work)
     out = Path(tempfile.mkdtemp(dir=work))
     sampler = PeakSampler()
@@ -134,7 +134,9 @@ def main() -> None:
                 result = subprocess.run(
                     [sys.executable, __file__, "--child", "--mode", mode, "--times", str(times),
                      "--work", str(work), "--rows-per-shard", str(args.rows_per_shard)],
-                    check=True, capture_output=True, text=True)
+                    capture_output=True, text=True)
+                if result.returncode:
+                    raise SystemExit(f"x{times} {mode} failed:\n{result.stderr[-3000:]}")
                 figures = json.loads(result.stdout.strip().splitlines()[-1])
                 above = (figures["peak"] - figures["baseline"]) / 2**20
                 print(f"{f'x{times}':>8}{figures['audio_s']:>9.0f}{mode:>8}{above:>24.1f}"
