@@ -6,9 +6,14 @@ A synthetic tone corpus (``--utterances`` clips around 4 s) is repeated ``--time
 (same audio files, new ids); the tokenizers (chars text, MFCC + k-means semantic, the
 offline mel codec) are fitted once on it. Each corpus size and mode runs in a fresh process,
 which samples its resident memory every 5 ms during the three tokenize stages; the figure is
-the peak above the process's memory just before them (models loaded). Example::
+the peak above the process's memory just before them (models loaded). That peak is mostly
+working memory of the feature and codec code and what the allocators keep, which moves by
+tens of MiB from run to run; ``--traced`` instead counts, with ``tracemalloc``, the peak of
+the Python and NumPy memory the tokenization holds (tables, token arrays, audio), which is
+where a whole-corpus frame shows (slower: every allocation is traced). Example::
 
-    python benchmarks/tokenize_memory.py --times 1 4 16
+    python benchmarks/tokenize_memory.py --times 1 8 32
+    python benchmarks/tokenize_memory.py --times 1 8 32 --traced
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ def child(args: argparse.Namespace) -> None:
     tokenizers = _tokenizers(work)
     out = Path(tempfile.mkdtemp(dir=work))
     sampler = PeakSampler()
+    if args.traced:
+        import tracemalloc
+
+        tracemalloc.start()
     baseline = resident_bytes()
     sampler.start()
     started = time.perf_counter()
@@ -90,7 +99,8 @@ def child(args: argparse.Namespace) -> None:
             del table
     wall = time.perf_counter() - started
     peak = sampler.stop()
-    print(json.dumps({"baseline": baseline, "peak": peak, "wall": wall,
+    traced = tracemalloc.get_traced_memory()[1] if args.traced else 0
+    print(json.dumps({"baseline": baseline, "peak": peak, "wall": wall, "traced": traced,
                       "audio_s": float(utterances["duration_s"].sum()),
                       "utterances": len(utterances)}))
 
@@ -101,6 +111,8 @@ def main() -> None:
     parser.add_argument("--times", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--rows-per-shard", type=int, default=64)
     parser.add_argument("--modes", nargs="+", default=["stream", "whole"])
+    parser.add_argument("--traced", action="store_true",
+                        help="also the tracemalloc peak of Python and NumPy memory")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="stream", help=argparse.SUPPRESS)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
@@ -128,19 +140,21 @@ def main() -> None:
               f"{'+'.join(STAGES)} (chars, MFCC + 50-means, mel codec); "
               f"{args.rows_per_shard} utterances per shard")
         print(f"{'corpus':>8}{'audio-s':>9}{'mode':>8}{'peak above start (MiB)':>24}"
-              f"{'audio-s/s':>11}")
+              f"{'audio-s/s':>11}" + (f"{'traced peak (MiB)':>19}" if args.traced else ""))
         for times in args.times:
             for mode in args.modes:
                 result = subprocess.run(
                     [sys.executable, __file__, "--child", "--mode", mode, "--times", str(times),
-                     "--work", str(work), "--rows-per-shard", str(args.rows_per_shard)],
+                     "--work", str(work), "--rows-per-shard", str(args.rows_per_shard),
+                     *(["--traced"] if args.traced else [])],
                     capture_output=True, text=True)
                 if result.returncode:
                     raise SystemExit(f"x{times} {mode} failed:\n{result.stderr[-3000:]}")
                 figures = json.loads(result.stdout.strip().splitlines()[-1])
                 above = (figures["peak"] - figures["baseline"]) / 2**20
+                traced = (f"{figures['traced'] / 2**20:>19.1f}" if args.traced else "")
                 print(f"{f'x{times}':>8}{figures['audio_s']:>9.0f}{mode:>8}{above:>24.1f}"
-                      f"{figures['audio_s'] / figures['wall']:>11.1f}", flush=True)
+                      f"{figures['audio_s'] / figures['wall']:>11.1f}{traced}", flush=True)
         print(f"load at the end {os.getloadavg()[0]:.1f}")
 
 

@@ -188,3 +188,37 @@ def test_killed_tokenization_leaves_no_shard_and_a_rerun_skips_the_complete_ones
     _same(stage_results(rerun)[0], stage_results(fresh)[0])
     assert not partial.exists() and not (path / V1).exists()  # the killed run's work moved on
     assert sorted(p.name for p in path.iterdir()) == [V2]
+
+
+def test_a_partial_folder_whose_writer_still_runs_is_left_alone(tmp_path, utterances):
+    import json
+    import subprocess
+    import sys
+
+    text = corpus.fit_text_tokenizer(utterances, TextConfig()).to_dict()
+    path = tmp_path / "text_tokens.parquet"
+    first = _save(path, V1, _stream(utterances, text, calls=multiprocessing.Value("i", 0)), 2)
+    busy = path / V2 / ".text_tokens.parquet.partial"  # as a running writer's folder looks
+    busy.mkdir(parents=True)
+    for i, note in enumerate(first.work_notes):
+        (busy / f"_work-{i:05d}.json").write_text(json.dumps(note))
+    for i in range(first.n_shards):
+        os.link(first.folder / f"shard-{i:05d}.parquet", busy / f"shard-{i:05d}.parquet")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (busy / "_writer.json").write_text(json.dumps({"host": os.uname().nodename,
+                                                       "pid": sleeper.pid}))
+        calls = multiprocessing.Value("i", 0)
+        again = _save(path, V3, _stream(utterances, text, calls=calls), 2)
+        assert calls.value == 3  # every group tokenized here: nothing taken from a live writer
+        assert busy.is_dir() and len(list(busy.glob("shard-*"))) == first.n_shards
+        _same(again.to_pandas(), first.to_pandas())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    calls = multiprocessing.Value("i", 0)  # its writer gone, the next run takes its shards
+    last = _save(path, "2026-01-04T00.00.00.000Z", _stream(utterances, text, calls=calls), 2)
+    assert calls.value == 0 and not (path / V2).exists()
+    _same(last.to_pandas(), first.to_pandas())
+    with pytest.raises(TypeError, match="ShardedTableDataset"):
+        stage_results(first.to_pandas())
