@@ -10,7 +10,9 @@ the peak above the process's memory just before them (models loaded). That peak 
 working memory of the feature and codec code and what the allocators keep, which moves by
 tens of MiB from run to run; ``--traced`` instead counts, with ``tracemalloc``, the peak of
 the Python and NumPy memory the tokenization holds (tables, token arrays, audio), which is
-where a whole-corpus frame shows (slower: every allocation is traced). Example::
+where a whole-corpus frame shows (slower: every allocation is traced), and ``held``: the
+traced memory the codec stage (the largest tokens) still holds once its table is written
+(the whole-corpus frame, or the stream's reader). Example::
 
     python benchmarks/tokenize_memory.py --times 1 8 32
     python benchmarks/tokenize_memory.py --times 1 8 32 --traced
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 from machine import cpu_model  # benchmarks/machine.py
@@ -81,26 +84,29 @@ def child(args: argparse.Namespace) -> None:
     out = Path(tempfile.mkdtemp(dir=work))
     sampler = PeakSampler()
     if args.traced:
-        import tracemalloc
-
         tracemalloc.start()
     baseline = resident_bytes()
     sampler.start()
     started = time.perf_counter()
+    held = 0  # traced memory the codec stage still holds once its table is written
     for stage, (tokenizer, options) in tokenizers.items():
         folder = out / f"{stage}_tokens"
+        before = tracemalloc.get_traced_memory()[0] if args.traced else 0
         if args.mode == "stream":
             stream = token_stream(stage, utterances, tokenizer, progress=False, **options)
-            ShardWriter(folder, args.rows_per_shard).write_work(stream)
+            table = ShardWriter(folder, args.rows_per_shard).write_work(stream)
         else:
             table = getattr(corpus, f"tokenize_{stage}")(utterances, tokenizer, **options,
                                                          progress=False)[0]
             write_shards(table, folder, args.rows_per_shard)
-            del table
+        if args.traced and stage == "codec":  # the largest tokens, caches warm by now
+            held = tracemalloc.get_traced_memory()[0] - before
+        del table
     wall = time.perf_counter() - started
     peak = sampler.stop()
     traced = tracemalloc.get_traced_memory()[1] if args.traced else 0
     print(json.dumps({"baseline": baseline, "peak": peak, "wall": wall, "traced": traced,
+                      "held": held,
                       "audio_s": float(utterances["duration_s"].sum()),
                       "utterances": len(utterances)}))
 
@@ -140,7 +146,8 @@ def main() -> None:
               f"{'+'.join(STAGES)} (chars, MFCC + 50-means, mel codec); "
               f"{args.rows_per_shard} utterances per shard")
         print(f"{'corpus':>8}{'audio-s':>9}{'mode':>8}{'peak above start (MiB)':>24}"
-              f"{'audio-s/s':>11}" + (f"{'traced peak (MiB)':>19}" if args.traced else ""))
+              f"{'audio-s/s':>11}" + (f"{'traced peak (MiB)':>19}{'codec held (MiB)':>18}"
+                                      if args.traced else ""))
         for times in args.times:
             for mode in args.modes:
                 result = subprocess.run(
@@ -152,7 +159,8 @@ def main() -> None:
                     raise SystemExit(f"x{times} {mode} failed:\n{result.stderr[-3000:]}")
                 figures = json.loads(result.stdout.strip().splitlines()[-1])
                 above = (figures["peak"] - figures["baseline"]) / 2**20
-                traced = (f"{figures['traced'] / 2**20:>19.1f}" if args.traced else "")
+                traced = (f"{figures['traced'] / 2**20:>19.1f}{figures['held'] / 2**20:>18.2f}"
+                          if args.traced else "")
                 print(f"{f'x{times}':>8}{figures['audio_s']:>9.0f}{mode:>8}{above:>24.1f}"
                       f"{figures['audio_s'] / figures['wall']:>11.1f}{traced}", flush=True)
         print(f"load at the end {os.getloadavg()[0]:.1f}")
