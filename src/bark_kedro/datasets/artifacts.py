@@ -20,6 +20,7 @@ from bark_kedro.atomic_files import (
     store_by_digest,
     temporary_sibling,
 )
+from bark_kedro.datasets.local_versions import load_path_exists
 from bark_kedro.tokenizers.codec import Codec, CodecTokenizer, load_codec_file
 from bark_kedro.tokenizers.mel_codec import MelCodec
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
@@ -57,11 +58,7 @@ class _LocalArtifactDataset(AbstractVersionedDataset[T, T], Generic[T]):
             self._write(data, tmp)
 
     def _exists(self) -> bool:
-        try:
-            path = self._get_load_path()
-        except DatasetError:
-            return False
-        return Path(path.as_posix()).exists()
+        return load_path_exists(self)
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version,

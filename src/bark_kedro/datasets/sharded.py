@@ -2,9 +2,12 @@
 
 Each version is one folder ``<filepath>/<version>/<name>`` in the format of
 :mod:`bark_kedro.tokenizers.shards`, written shard by shard and renamed into place only when
-whole (a killed run leaves no version visible). ``save`` takes a DataFrame or an iterator of
-row batches (DataFrames, e.g. a Ray Dataset's ``iter_batches(batch_format="pandas")``);
-``load`` returns a lazy :class:`~bark_kedro.tokenizers.shards.ShardedTable`::
+whole (a killed run leaves no version visible). ``save`` takes a DataFrame, an iterator of
+row batches (DataFrames, e.g. a Ray Dataset's ``iter_batches(batch_format="pandas")``), or a
+:class:`~bark_kedro.tokenizers.stream.TokenStream` (what the tokenize nodes return: it is
+tokenized shard by shard while it is written, and the complete shards a killed run of the
+same work left in its version's ``.<name>.partial`` folder are taken over instead of being
+tokenized again); ``load`` returns a lazy :class:`~bark_kedro.tokenizers.shards.ShardedTable`::
 
     codec_tokens:
       type: bark_kedro.datasets.sharded.ShardedTableDataset
@@ -22,7 +25,8 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
-from bark_kedro.tokenizers.shards import ShardedTable, write_shards
+from bark_kedro.datasets.local_versions import load_path_exists
+from bark_kedro.tokenizers.shards import ShardedTable, ShardWorkSource, write_shards
 
 
 class ShardedTableDataset(AbstractVersionedDataset[Any, ShardedTable]):
@@ -41,16 +45,15 @@ class ShardedTableDataset(AbstractVersionedDataset[Any, ShardedTable]):
             raise DatasetError(f"no sharded token table at {path}: run the tokenize pipeline")
         return ShardedTable(path)
 
-    def save(self, data: pd.DataFrame | ShardedTable | Iterable[pd.DataFrame]) -> None:
+    def save(self, data: pd.DataFrame | ShardedTable | Iterable[pd.DataFrame]
+             | ShardWorkSource) -> None:
         path = Path(self._get_save_path().as_posix())
-        write_shards(data, path, self._rows_per_shard, self._row_group_rows)
+        # killed runs' work beside the other versions: <filepath>/<version>/.<name>.partial
+        earlier = sorted(Path(self._filepath.as_posix()).glob(f"*/.{path.name}.partial"))
+        write_shards(data, path, self._rows_per_shard, self._row_group_rows, earlier)
 
     def _exists(self) -> bool:
-        try:
-            path = self._get_load_path()
-        except DatasetError:
-            return False
-        return Path(path.as_posix()).exists()
+        return load_path_exists(self)
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version,

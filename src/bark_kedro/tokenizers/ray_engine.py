@@ -191,9 +191,11 @@ def iter_token_batches(utterances: pd.DataFrame, stage: str, tokenizer: Any,
 
 def tokenize_on_ray(utterances: pd.DataFrame, stage: str, tokenizer: Any,
                     config: RayEngineConfig, options: dict[str, Any] | None = None,
-                    progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                    progress: bool = True, require_some: bool = True
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """``(table, rejects, stats)`` of ``stage`` as the local ``corpus.tokenize_<stage>``
-    gives them (``options``: its extra arguments, e.g. the codec's ``group_seconds``)."""
+    gives them (``options``: its extra arguments, e.g. the codec's ``group_seconds``;
+    ``require_some=False``: a group of a larger corpus may be all rejects)."""
     started = time.perf_counter()
     pieces = list(iter_token_batches(utterances, stage, tokenizer, config, options, progress))
     tables = [table for table, _ in pieces if len(table)]
@@ -201,7 +203,8 @@ def tokenize_on_ray(utterances: pd.DataFrame, stage: str, tokenizer: Any,
              else pd.DataFrame(columns=_COLUMNS[stage]))
     rejects = [r for _, r in pieces if len(r)]
     rejects = pd.concat(rejects, ignore_index=True) if rejects else rejected_table([])
-    corpus.check_some_tokenized(stage, len(table), rejects)
+    if require_some:
+        corpus.check_some_tokenized(stage, len(table), rejects)
     wall = max(time.perf_counter() - started, 1e-9)
     audio_s = float(utterances["duration_s"].sum())
     stats = {"audio_seconds": audio_s, "wall_seconds": wall, "audio_s_per_s": audio_s / wall,

@@ -17,7 +17,13 @@ table's columns, in any sizes) and writes each shard as soon as it is full, atom
 (temporary name + rename), into a hidden ``.<table>.partial`` folder beside the target. The
 index and manifest go last and the folder is renamed to ``<table>`` only when complete: a
 crash leaves no table and no half shard visible, and a rerun into the same target skips the
-shards already complete. :class:`ShardedTable` reads one lazily: the index, one shard, one
+shards already complete. :meth:`ShardWriter.write_work` instead consumes a :class:`ShardWorkSource`
+(e.g. a tokenizer's :class:`~bark_kedro.tokenizers.corpus.TokenStream`): one shard per group
+of ``rows_per_shard`` input utterances, produced only when asked for, each written as soon as
+it is done with a note (its work key, rejects, figures; folded into the manifest's ``work``
+list at the end). A rerun of the same work, into the same folder or into a new version beside a
+killed one's ``.partial`` folder, keeps the shards whose key matches instead of producing them
+again. :class:`ShardedTable` reads one lazily: the index, one shard, one
 record (by row group, cached), every record in order, or the whole table for small corpora.
 """
 
@@ -27,22 +33,26 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bark_kedro.atomic_files import _fsync, atomic_path, file_digest
+from bark_kedro.atomic_files import _alive, _fsync, atomic_path, file_digest
 
 FORMAT = "bark-kedro-token-shards/1"
 INDEX_FILE = "_index.parquet"  # "_" and "." names: pyarrow reads the folder as the table
 MANIFEST_FILE = "_manifest.json"
+WRITER_FILE = "_writer.json"  # in a .partial folder: the host and pid writing it
 INDEX_COLUMNS = ["utterance_id", "speaker", "split", "shard", "row", "length"]
 ID_COLUMNS = ("text_ids", "semantic_ids")  # a row's length when it has no n_frames
 log = logging.getLogger(__name__)
@@ -51,6 +61,33 @@ log = logging.getLogger(__name__)
 def shard_name(i: int) -> str:
     """The file name of shard ``i``."""
     return f"shard-{i:05d}.parquet"
+
+
+def note_name(i: int) -> str:
+    """The file name of the note of work group ``i`` (written once its shard is complete)."""
+    return f"_work-{i:05d}.json"
+
+
+@dataclass(frozen=True)
+class ShardWork:
+    """One shard's work: ``key``, a digest of everything its rows depend on, and ``run``,
+    which produces the rows and a JSON-able note (e.g. its rejects and figures)."""
+
+    key: str
+    run: Callable[[], tuple[pd.DataFrame, dict[str, Any]]]
+
+
+@runtime_checkable
+class ShardWorkSource(Protocol):
+    """What :meth:`ShardWriter.write_work` consumes: the table's columns, its work in groups of
+    ``rows_per_shard`` input rows (lazily), and a check of every group's note before the table
+    is made visible (it raises to keep the table from appearing)."""
+
+    columns: list[str]
+
+    def shard_work(self, rows_per_shard: int) -> Iterator[ShardWork]: ...
+
+    def check(self, notes: list[dict[str, Any]]) -> None: ...
 
 
 def row_lengths(table: pd.DataFrame) -> np.ndarray:
@@ -175,35 +212,146 @@ class ShardWriter:
         self._finish(parts, columns or [])
         return ShardedTable(self.folder)
 
-    def _finish(self, parts: list[pd.DataFrame], columns: list[str]) -> None:
+    def write_work(self, source: ShardWorkSource,
+                   earlier: Iterable[str | Path] = ()) -> ShardedTable:
+        """Write the shards of ``source`` (one per work group, each written when produced; a
+        group whose rows are all rejected gets a note and no shard). A group is not produced
+        again when a complete shard of the same work key is in this table's ``.partial``
+        folder, or in one of the ``earlier`` ``.partial`` folders (a killed run's, whose writer
+        is gone: its shard is moved here, and the folder removed once this table is whole)."""
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self._claim()
+        donors = [Path(p) for p in earlier if Path(p) != self.partial and _abandoned(Path(p))]
+        used: set[Path] = set()
+        parts: list[pd.DataFrame] = []
+        files: list[str] = []
+        notes: list[dict[str, Any]] = []
+        for i, work in enumerate(source.shard_work(self.rows_per_shard)):
+            note = self._completed_work(i, work.key, donors, used)
+            if note is None:
+                rows, note = work.run()
+                note = {**note, "key": work.key, "rows": len(rows)}
+                if len(rows) > self.rows_per_shard:
+                    raise ValueError(f"work group {i} of {self.folder.name} gave {len(rows)} "
+                                     f"rows, more than rows_per_shard={self.rows_per_shard}")
+                if list(rows.columns) != list(source.columns):
+                    raise ValueError(f"work group {i} of {self.folder.name} has columns "
+                                     f"{list(rows.columns)}, expected {source.columns}")
+                if len(rows):
+                    self._write_file(i, rows)
+                with atomic_path(self.partial / note_name(i), sync_folder=False) as tmp:
+                    tmp.write_text(json.dumps(note))  # last: the group's completion mark
+            else:
+                self.skipped_shards += 1
+            notes.append(note)
+            if note["rows"]:
+                part = _index_part(pd.read_parquet(
+                    self.partial / shard_name(i), columns=["utterance_id", "speaker", "split",
+                                                           *self._length_columns(
+                                                               self.partial / shard_name(i))]),
+                    len(parts))
+                parts.append(part)
+                files.append(shard_name(i))
+        source.check(notes)
+        if not parts:  # nothing tokenized at all: one empty shard, as for an empty table
+            self._write_file(0, pd.DataFrame(columns=source.columns))
+            parts, files = [_index_part(pd.DataFrame(columns=source.columns), 0)], [shard_name(0)]
+        self._finish(parts, list(source.columns), files, notes)
+        for donor in used:
+            shutil.rmtree(donor, ignore_errors=True)
+            try:
+                donor.parent.rmdir()  # a version folder left empty
+            except OSError:
+                pass
+        return ShardedTable(self.folder)
+
+    def _claim(self) -> None:
+        with atomic_path(self.partial / WRITER_FILE, sync_folder=False) as tmp:
+            tmp.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+
+    def _write_file(self, i: int, rows: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False)
+        with atomic_path(self.partial / shard_name(i), sync_folder=False) as tmp:
+            pq.write_table(table, tmp, row_group_size=self.row_group_rows)
+
+    def _completed_work(self, i: int, key: str, donors: list[Path],
+                        used: set[Path]) -> dict[str, Any] | None:
+        """The note of group ``i`` when its shard of work ``key`` is complete here, or was
+        complete in a donor folder (then moved here)."""
+        for folder in (self.partial, *donors):
+            note = _read_note(folder, i)
+            if note is None or note.get("key") != key:
+                continue
+            if note["rows"] and not (folder / shard_name(i)).exists():
+                continue
+            if folder != self.partial:
+                if note["rows"]:
+                    os.replace(folder / shard_name(i), self.partial / shard_name(i))
+                os.replace(folder / note_name(i), self.partial / note_name(i))
+                used.add(folder)
+                log.info("%s: shard %d taken from %s (same work, complete)",
+                         self.folder.name, i, folder)
+            return note
+        return None
+
+    def _finish(self, parts: list[pd.DataFrame], columns: list[str],
+                files: list[str] | None = None,
+                notes: list[dict[str, Any]] | None = None) -> None:
         """Index and manifest (with each shard's SHA-256), then the rename into place."""
+        files = files or [shard_name(i) for i in range(len(parts))]
         index = pd.concat(parts, ignore_index=True)
         repeated = index["utterance_id"][index["utterance_id"].duplicated()]
         if len(repeated):
             raise ValueError(f"{self.folder.name} repeats utterance ids "
                              f"{sorted(set(repeated))[:5]}")
         shards = []
-        for i, part in enumerate(parts):
-            shards.append({"file": shard_name(i), "rows": len(part),
-                           "sha256": file_digest(self.partial / shard_name(i)),
+        for part, file in zip(parts, files, strict=True):
+            shards.append({"file": file, "rows": len(part),
+                           "sha256": file_digest(self.partial / file),
                            "frames": int(part["length"].sum()),
                            "splits": {str(k): int(v) for k, v in
                                       part["split"].value_counts().sort_index().items()}})
         manifest = {"format": FORMAT, "columns": columns, "rows": len(index),
                     "rows_per_shard": self.rows_per_shard, "shards": shards}
+        if notes is not None:
+            manifest["work"] = notes
         with atomic_path(self.partial / INDEX_FILE, sync_folder=False) as tmp:
             index.to_parquet(tmp, index=False)
         with atomic_path(self.partial / MANIFEST_FILE, sync_folder=False) as tmp:
             tmp.write_text(json.dumps(manifest, indent=1))
+        for leftover in [*self.partial.glob("_work-*.json"), self.partial / WRITER_FILE]:
+            leftover.unlink(missing_ok=True)  # the notes are in the manifest now
         _fsync(self.partial)
         os.replace(self.partial, self.folder)
         _fsync(self.folder.parent)
 
 
-def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame], folder: str | Path,
-                 rows_per_shard: int = 10_000, row_group_rows: int = 64) -> ShardedTable:
-    """Write a table (one DataFrame, or an iterator of row batches) as a sharded table."""
+def _read_note(folder: Path, i: int) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / note_name(i)).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _abandoned(partial: Path) -> bool:
+    """Whether the writer of a ``.partial`` folder is gone (this host's, by its pid)."""
+    try:
+        writer = json.loads((partial / WRITER_FILE).read_text())
+    except (OSError, ValueError):
+        return partial.is_dir()
+    if writer.get("host") != socket.gethostname():
+        return False  # another host's writer may be at work: leave its folder alone
+    return writer.get("pid") == os.getpid() or not _alive(int(writer.get("pid", -1)))
+
+
+def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame] | ShardWorkSource,
+                 folder: str | Path, rows_per_shard: int = 10_000, row_group_rows: int = 64,
+                 earlier: Iterable[str | Path] = ()) -> ShardedTable:
+    """Write a table (one DataFrame, an iterator of row batches, or a
+    :class:`ShardWorkSource`, resuming from ``earlier`` partial folders) as a sharded table."""
     writer = ShardWriter(folder, rows_per_shard, row_group_rows)
+    if isinstance(data, ShardWorkSource):
+        return writer.write_work(data, earlier)
     if isinstance(data, pd.DataFrame):
         table = data
         batches = (table.iloc[i:i + rows_per_shard]
@@ -253,6 +401,12 @@ class ShardedTable:
     @property
     def n_shards(self) -> int:
         return len(self.manifest["shards"])
+
+    @property
+    def work_notes(self) -> list[dict[str, Any]]:
+        """The note of every work group the table was written from (rejects, figures), in
+        order; empty for a table written from row batches."""
+        return list(self.manifest.get("work", []))
 
     @property
     def digest(self) -> str:

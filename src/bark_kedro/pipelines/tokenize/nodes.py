@@ -10,24 +10,24 @@ import pandas as pd
 
 from bark_kedro.pipelines.tokenize.params import TokenizeParams
 from bark_kedro.pipelines.tracking import as_mlflow_metrics
-from bark_kedro.tokenizers import corpus, ray_engine
+from bark_kedro.tokenizers import corpus
 from bark_kedro.tokenizers.codec import CodecTokenizer
 from bark_kedro.tokenizers.report import numeric_leaves, summarize_tokenization
 from bark_kedro.tokenizers.semantic import SemanticTokenizer
+from bark_kedro.tokenizers.shards import ShardedTable
+from bark_kedro.tokenizers.stream import TokenStream, stage_results, token_stream
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 
 logger = logging.getLogger(__name__)
 Stats = dict[str, float]
 
 
-def _on_engine(stage: str, utterances: pd.DataFrame, tokenizer: Any, params: TokenizeParams,
-               **options: Any) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
-    """``corpus.tokenize_<stage>`` in this process, or on Ray (``tokenize.engine``)."""
-    if params.engine == "ray":
-        return ray_engine.tokenize_on_ray(utterances, stage, tokenizer, params.ray, options,
-                                          progress=params.progress)
-    tokenize = getattr(corpus, f"tokenize_{stage}")
-    return tokenize(utterances, tokenizer, **options, progress=params.progress)
+def _stream(stage: str, utterances: pd.DataFrame, tokenizer: Any, params: TokenizeParams,
+            identity: dict[str, Any] | None = None, **options: Any) -> TokenStream:
+    """The stage's tokens, tokenized shard by shard as the catalog entry writes them, in this
+    process or on Ray (``tokenize.engine``)."""
+    return token_stream(stage, utterances, tokenizer, params.engine, params.ray,
+                        params.progress, identity, **options)
 
 
 def fit_text_tokenizer(utterances: pd.DataFrame, params: TokenizeParams) -> dict[str, Any]:
@@ -36,10 +36,9 @@ def fit_text_tokenizer(utterances: pd.DataFrame, params: TokenizeParams) -> dict
 
 
 def tokenize_text(utterances: pd.DataFrame, text_tokenizer: dict[str, Any],
-                  params: TokenizeParams) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
-    """``text_tokens``, the text rejects and throughput figures."""
-    tokenizer = text_tokenizer_from_dict(text_tokenizer)
-    return _on_engine("text", utterances, tokenizer, params)
+                  params: TokenizeParams) -> TokenStream:
+    """``text_tokens``, written shard by shard (rejects and figures go with the shards)."""
+    return _stream("text", utterances, text_tokenizer_from_dict(text_tokenizer), params)
 
 
 def fit_semantic_tokenizer(utterances: pd.DataFrame,
@@ -49,9 +48,9 @@ def fit_semantic_tokenizer(utterances: pd.DataFrame,
 
 
 def tokenize_semantic(utterances: pd.DataFrame, semantic_tokenizer: SemanticTokenizer,
-                      params: TokenizeParams) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
-    """``semantic_tokens``, the semantic rejects and throughput figures."""
-    return _on_engine("semantic", utterances, semantic_tokenizer, params)
+                      params: TokenizeParams) -> TokenStream:
+    """``semantic_tokens``, written shard by shard."""
+    return _stream("semantic", utterances, semantic_tokenizer, params)
 
 
 def build_codec(utterances: pd.DataFrame, params: TokenizeParams) -> CodecTokenizer:
@@ -60,18 +59,25 @@ def build_codec(utterances: pd.DataFrame, params: TokenizeParams) -> CodecTokeni
 
 
 def tokenize_codec(utterances: pd.DataFrame, codec_model: CodecTokenizer,
-                   params: TokenizeParams) -> tuple[pd.DataFrame, pd.DataFrame, Stats]:
-    """``codec_tokens``, the codec rejects and throughput figures."""
+                   params: TokenizeParams) -> TokenStream:
+    """``codec_tokens``, written shard by shard."""
     c = params.codec
     codec = codec_model.with_options(device=c.device, batch_size=c.batch_size,
                                      max_batch_seconds=c.max_batch_seconds,
                                      max_chunk_seconds=c.max_chunk_seconds,
                                      cpu_workers=c.cpu_workers)
-    table, rejects, stats = _on_engine("codec", utterances, codec, params,
-                                       group_seconds=c.group_seconds)
-    logger.info("codec tokens at %.1f audio-s/s (weights: %s)", stats["audio_s_per_s"],
-                codec.weights_source)
-    return table, rejects, stats
+    batching = {name: getattr(c, name) for name in ("device", "batch_size", "max_batch_seconds",
+                                                    "max_chunk_seconds", "cpu_workers")}
+    return _stream("codec", utterances, codec, params, {"codec": batching},
+                   group_seconds=c.group_seconds)
+
+
+def tokenized_results(tokens: ShardedTable) -> tuple[pd.DataFrame, Stats]:
+    """The rejects and throughput figures of a stage, read back from its written tokens."""
+    rejects, stats = stage_results(tokens)
+    logger.info("%s: %d tokenized, %d rejected, %.1f audio-s/s", tokens.folder.name,
+                len(tokens), len(rejects), stats.get("audio_s_per_s", 0.0))
+    return rejects, stats
 
 
 def collect_rejects(text_rejects: pd.DataFrame, semantic_rejects: pd.DataFrame,
