@@ -50,29 +50,36 @@ STARTED = time.perf_counter()  # as close to the process start as this module ge
 
 
 def synthetic_batches(hours: float, seed: int = 0, batch_rows: int = 2000, n_speakers: int = 500):
-    """Row batches ``{name: DataFrame}`` of a synthetic token corpus of ``hours`` hours."""
+    """Row batches ``{name: DataFrame}`` of a synthetic token corpus of ``hours`` hours
+    (each batch's ids drawn in one go, then split per utterance)."""
     rng = np.random.default_rng(seed)
-    total_s, i = hours * 3600.0, 0
+    total_s, first = hours * 3600.0, 0
     while total_s > 0:
         durations = np.clip(rng.lognormal(np.log(5.0), 0.4, batch_rows), 1.0, 15.0)
         durations = durations[np.cumsum(durations) - durations < total_s]
         total_s -= durations.sum()
-        text, semantic, codec = [], [], []
-        for d in durations:
-            base = {"utterance_id": f"u{i:08d}", "speaker": f"s{rng.integers(n_speakers):04d}",
-                    "split": "validation" if rng.random() < 0.08 else "train"}
-            n_text, n_sem, n_frames = max(1, int(12 * d)), int(49.9 * d), int(75 * d)
-            text.append(base | {"text": "", "text_ids": rng.integers(
-                0, BARK_VOCAB.text_vocab_size, n_text, dtype=np.int32)})
-            semantic.append(base | {"duration_s": float(d), "semantic_ids": rng.integers(
-                0, BARK_VOCAB.semantic_vocab_size, n_sem, dtype=np.int32)})
-            codec.append(base | {"duration_s": float(d), "n_codebooks": 8, "n_frames": n_frames,
-                                 "codes": rng.integers(0, BARK_VOCAB.codebook_size,
-                                                       8 * n_frames, dtype=np.int16)})
-            i += 1
-        yield {"text_tokens": pd.DataFrame(text, columns=TEXT_TOKEN_COLUMNS),
-               "semantic_tokens": pd.DataFrame(semantic, columns=SEMANTIC_TOKEN_COLUMNS),
-               "codec_tokens": pd.DataFrame(codec, columns=CODEC_TOKEN_COLUMNS)}
+        n = len(durations)
+        base = pd.DataFrame({
+            "utterance_id": [f"u{i:08d}" for i in range(first, first + n)],
+            "speaker": [f"s{k:04d}" for k in rng.integers(n_speakers, size=n)],
+            "split": np.where(rng.random(n) < 0.08, "validation", "train"),
+        })
+        first += n
+        n_text = np.maximum(1, (12 * durations).astype(np.int64))
+        n_sem, n_frames = (49.9 * durations).astype(np.int64), (75 * durations).astype(np.int64)
+
+        def ids(lengths, high, dtype, per=1):
+            flat = rng.integers(0, high, int(lengths.sum()) * per, dtype=dtype)
+            return np.split(flat, np.cumsum(lengths * per)[:-1])
+
+        text = base.assign(text="", text_ids=ids(n_text, BARK_VOCAB.text_vocab_size, np.int32))
+        semantic = base.assign(duration_s=durations, semantic_ids=ids(
+            n_sem, BARK_VOCAB.semantic_vocab_size, np.int32))
+        codec = base.assign(duration_s=durations, n_codebooks=8, n_frames=n_frames,
+                            codes=ids(n_frames, BARK_VOCAB.codebook_size, np.int16, per=8))
+        yield {"text_tokens": text[TEXT_TOKEN_COLUMNS],
+               "semantic_tokens": semantic[SEMANTIC_TOKEN_COLUMNS],
+               "codec_tokens": codec[CODEC_TOKEN_COLUMNS]}
 
 
 def write_corpus(hours: float, folder: Path, rows_per_shard: int) -> dict[str, float]:
@@ -157,6 +164,7 @@ def main() -> None:
     parser.add_argument("--chunk-records", type=int, default=4096)
     parser.add_argument("--memory-max-hours", type=float, default=10.0)
     parser.add_argument("--workdir", default="/tmp/corpus_scale")
+    parser.add_argument("--write-only", action="store_true", help="write the corpora, train none")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -177,7 +185,10 @@ def main() -> None:
         table = ShardedTable(corpus / "codec_tokens")
         print(f"{hours:g} h: {len(table)} utterances in {table.n_shards} shards per table, "
               f"written in {written['write_s']:.1f} s"
-              + (f", {written['disk_mb']:.0f} MiB" if "disk_mb" in written else " (reused)"))
+              + (f", {written['disk_mb']:.0f} MiB" if "disk_mb" in written else " (reused)"),
+              flush=True)
+        if args.write_only:
+            continue
         for stage in args.stages:
             for path in args.paths:
                 if path == "memory" and hours > args.memory_max_hours:

@@ -27,7 +27,7 @@ import pandas as pd
 
 from bark_kedro.models import BarkVocab, ModelConfig
 from bark_kedro.models.layout import STAGES
-from bark_kedro.tokenizers.shards import ShardedTable
+from bark_kedro.tokenizers.shards import ShardedTable, row_lengths
 from bark_kedro.tokenizers.tables import codes_matrix
 from bark_kedro.training.batching import BucketBatcher, best_bucket_lengths
 from bark_kedro.training.config import StageDataConfig
@@ -71,12 +71,13 @@ def _check_table(name: str, table: Table) -> None:
 
 def _index_of(table: Table) -> pd.DataFrame:
     if isinstance(table, ShardedTable):
-        return table.index[["utterance_id", "speaker", "split", "shard", "row"]]
+        return table.index[["utterance_id", "speaker", "split", "shard", "row", "length"]]
     return pd.DataFrame({"utterance_id": table["utterance_id"].astype(str).to_numpy(),
                          "speaker": table["speaker"].astype(str).to_numpy(),
                          "split": table["split"].astype(str).to_numpy(),
                          "shard": np.zeros(len(table), np.int32),
-                         "row": np.arange(len(table), dtype=np.int32)})
+                         "row": np.arange(len(table), dtype=np.int32),
+                         "length": row_lengths(table)})
 
 
 def previous_same_speaker_index(speakers: Sequence) -> np.ndarray:
@@ -93,7 +94,9 @@ class StageRecords:
     """The joined token rows of one stage's ``split`` (see the module doc): a Grain random
     access data source whose record ``i`` is ``{"index", "row", "previous"}`` (``row`` and
     ``previous``, the same speaker's preceding record or ``None``, merge the rows of the
-    tables the stage needs). Built from the indexes only; rows are read on access."""
+    tables the stage needs). Built from the indexes only; rows are read on access.
+    :meth:`placeholder` is a record of the same lengths (from the index) with zero tokens,
+    which lays out into examples of the same shapes without reading any row."""
 
     def __init__(self, stage: str, tables: Mapping[str, Table | None], split: str = "train"):
         if stage not in STAGES:
@@ -118,11 +121,12 @@ class StageRecords:
         self.utterance_ids = order["utterance_id"].to_numpy()
         self.speakers = order["speaker"].to_numpy()
         self.previous = previous_same_speaker_index(self.speakers)
-        self.locations = {}
+        self.locations, self.lengths = {}, {}
         for name, table in self.tables.items():
             where = _index_of(table).set_index("utterance_id").loc[self.utterance_ids]
             self.locations[name] = (where["shard"].to_numpy(np.int64),
                                     where["row"].to_numpy(np.int64))
+            self.lengths[name] = where["length"].to_numpy(np.int64)
         self._frames: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -152,11 +156,30 @@ class StageRecords:
         return merged
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = int(i)
+        return self._record(int(i), self._row)
+
+    def placeholder(self, i: int, n_codebooks: int) -> dict[str, Any]:
+        """Record ``i`` with zero tokens of its lengths (``n_codebooks`` codebooks): no row is
+        read. Layouts depend on lengths only, so its examples have the real ones' shapes."""
+        return self._record(int(i), lambda j: self._zeros_row(j, n_codebooks))
+
+    def _record(self, i: int, row) -> dict[str, Any]:
         if not 0 <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
         prev = int(self.previous[i])
-        return {"index": i, "row": self._row(i), "previous": None if prev < 0 else self._row(prev)}
+        return {"index": i, "row": row(i), "previous": None if prev < 0 else row(prev)}
+
+    def _zeros_row(self, i: int, n_codebooks: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"utterance_id": self.utterance_ids[i],
+                               "speaker": self.speakers[i], "split": self.split}
+        for name in self.tables:
+            n = int(self.lengths[name][i])
+            if name == "codec_tokens":
+                row |= {"n_codebooks": n_codebooks, "n_frames": n,
+                        "codes": np.zeros(n_codebooks * n, np.int16)}
+            else:
+                row[COLUMNS[name][-1]] = np.zeros(n, np.int32)
+        return row
 
 
 @contextmanager
@@ -194,6 +217,11 @@ class ExampleBuilder(grain.transforms.Map):
         build = {"semantic": self._semantic, "coarse": self._coarse, "fine": self._fine}
         examples, skipped = build[self.stage](record["row"], previous, rng)
         return RecordExamples(record["index"], examples, skipped)
+
+    def shapes(self, records: StageRecords, i: int) -> RecordExamples:
+        """The examples record ``i`` of ``records`` gives, laid out from its
+        :meth:`~StageRecords.placeholder` (lengths and groups right, tokens zero)."""
+        return self.map(records.placeholder(i, self.vocab.n_fine_codebooks))
 
     def _semantic(self, row, prev, rng):
         cfg = self.model_config
@@ -309,7 +337,8 @@ def make_batcher(
 ) -> BucketBatcher:
     """A :class:`BucketBatcher` over ``examples``: at most ``data_config.max_buckets``
     lengths (multiples of ``bucket_multiple``) placed to minimise padding, leftovers
-    carried to the next bucket, batch sizes a multiple of ``batch_multiple``; no bucket
+    carried to the next bucket, batch sizes a multiple of ``batch_multiple`` (example ``i``
+    in the rows of device block ``i % batch_multiple``); no bucket
     longer than ``max_length`` (the model's positions); ``fill_with_repeats`` fills an
     epoch's last short batch with repeated examples (training) instead of empty rows."""
     if not examples:
@@ -327,4 +356,6 @@ def make_batcher(
         batch_multiple=batch_multiple,
         carry_remainder=True,
         fill_with_repeats=fill_with_repeats,
+        blocks=np.arange(len(lengths)) % batch_multiple,
+        n_blocks=batch_multiple,
     )
