@@ -13,8 +13,9 @@ input path) is then trained for ``--steps`` steps in its own process, which repo
 - steady-state steps/s (median step rate over the second half of the steps),
 - the padding fraction of the first chunk's batches (streamed; the whole epoch in memory).
 
-``memory`` (today's path: every example built before the first step) runs only up to
-``--memory-max-hours``. Streamed input reads ``--chunk-records`` records at a time.
+``memory`` (every example built before the first step) runs only up to
+``--memory-max-hours``. Streamed input reads ``--chunk-records`` records at a time (default:
+each stage's ``chunk_records`` of ``conf/base/parameters_train.yml``).
 
     python benchmarks/corpus_scale.py --hours 10 100 [--stages coarse fine] [--steps 40]
         [--preset tiny] [--block-size 1024] [--workdir /tmp/corpus_scale] [--memory-max-hours 10]
@@ -46,6 +47,7 @@ from bark_kedro.tokenizers.tables import (
 )
 
 NAMES = ("text_tokens", "semantic_tokens", "codec_tokens")
+CHUNK_RECORDS = {"semantic": 1024, "coarse": 1024, "fine": 256}  # as conf/base
 STARTED = time.perf_counter()  # as close to the process start as this module gets
 
 
@@ -117,15 +119,14 @@ def train_child(args: argparse.Namespace) -> None:
     vocab = stage_vocab(BARK_VOCAB.text_vocab_size, BARK_VOCAB.semantic_vocab_size)
     init = ModelInitConfig(preset=args.preset, overrides={"block_size": args.block_size,
                                                           "dropout": 0.0})
-    data = StageDataConfig()
+    data = StageDataConfig(chunk_records=args.chunk_records)
     model = build_stage_model(args.stage, vocab, init, seed=0)
     config = TrainConfig(stage=args.stage, steps=args.steps, tokens_per_batch=args.tokens_per_batch,
                          eval_every=10 * args.steps, checkpoint_every=10 * args.steps,
                          eval_batches=1, seed=0, progress=False,
                          optimizer=OptimizerConfig(learning_rate=1e-3, warmup_steps=5))
     if args.path == "streamed":
-        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config,
-                                   chunk_records=args.chunk_records)
+        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config)
         train_in, val_in = streams["train"], streams["validation"]
     else:
         frames = [tables[n].to_pandas() for n in NAMES]
@@ -148,6 +149,7 @@ def train_child(args: argparse.Namespace) -> None:
         "padding": result.summary["padding_fraction"],
         "state_mb": state_bytes / 2**20,
         "buckets": result.summary["buckets"],
+        "chunk_records": args.chunk_records if args.path == "streamed" else None,
     }))
 
 
@@ -161,7 +163,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=1024)
     parser.add_argument("--tokens-per-batch", type=int, default=8192)
     parser.add_argument("--rows-per-shard", type=int, default=10_000)
-    parser.add_argument("--chunk-records", type=int, default=4096)
+    parser.add_argument("--chunk-records", type=int, default=None)
     parser.add_argument("--memory-max-hours", type=float, default=10.0)
     parser.add_argument("--workdir", default="/tmp/corpus_scale")
     parser.add_argument("--write-only", action="store_true", help="write the corpora, train none")
@@ -174,10 +176,11 @@ def main() -> None:
     if args.child:
         return train_child(args)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); preset {args.preset}, block size "
-          f"{args.block_size}, {args.tokens_per_batch} tokens/batch, {args.steps} steps")
+          f"{args.block_size}, {args.tokens_per_batch} tokens/batch, {args.steps} steps; load "
+          f"average {os.getloadavg()[0]:.1f}")
     work = Path(args.workdir)
     header = (f"{'hours':>6} {'stage':>7} {'input':>9} {'peak RSS MB':>11} {'state MB':>8} "
-              f"{'1st step s':>10} {'steps/s':>8} {'padding':>8}")
+              f"{'1st step s':>10} {'steps/s':>8} {'padding':>8} {'load':>5}")
     rows = []
     for hours in args.hours:
         corpus = work / f"corpus_{hours:g}h"
@@ -200,7 +203,7 @@ def main() -> None:
                            "--steps", str(args.steps), "--preset", args.preset,
                            "--block-size", str(args.block_size),
                            "--tokens-per-batch", str(args.tokens_per_batch),
-                           "--chunk-records", str(args.chunk_records)]
+                           "--chunk-records", str(args.chunk_records or CHUNK_RECORDS[stage])]
                 done = subprocess.run(command, capture_output=True, text=True,
                                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
                 if done.returncode:
@@ -211,7 +214,8 @@ def main() -> None:
                 print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
                 print(f"{hours:>6g} {stage:>7} {path:>9} {figures['peak_rss_mb']:>11.0f} "
                       f"{figures['state_mb']:>8.0f} {figures['first_step_s']:>10.1f} "
-                      f"{figures['steps_per_s']:>8.2f} {100 * figures['padding']:>7.1f}%",
+                      f"{figures['steps_per_s']:>8.2f} {100 * figures['padding']:>7.1f}% "
+                      f"{os.getloadavg()[0]:>5.1f}",
                       flush=True)
 
 

@@ -82,11 +82,11 @@ def _index_of(table: Table) -> pd.DataFrame:
 
 def previous_same_speaker_index(speakers: Sequence) -> np.ndarray:
     """For each record, the index of the previous one by the same speaker, or -1."""
-    last: dict = {}
-    out = np.full(len(speakers), -1, np.int64)
-    for i, speaker in enumerate(speakers):
-        out[i] = last.get(speaker, -1)
-        last[speaker] = i
+    codes = pd.factorize(np.asarray(speakers, dtype=object))[0]
+    order = np.argsort(codes, kind="stable")  # by speaker, in record order within one
+    out = np.full(len(codes), -1, np.int64)
+    same = codes[order[1:]] == codes[order[:-1]]
+    out[order[1:][same]] = order[:-1][same]
     return out
 
 
@@ -112,21 +112,29 @@ class StageRecords:
         self.stage, self.split = stage, split
         self.tables = {n: given[n] for n in NEEDED[stage]}
         first = _index_of(given[NEEDED[stage][0]])
-        order = first[first["split"] == split].reset_index(drop=True)
-        keep = np.ones(len(order), bool)
-        for table in given.values():
-            keep &= order["utterance_id"].isin(_index_of(table)["utterance_id"]).to_numpy()
+        first_ids = first["utterance_id"].to_numpy()
+        in_split = np.flatnonzero((first["split"] == split).to_numpy())
+        ids = first_ids[in_split]
+        keep = np.ones(len(ids), bool)
+        rows = {}  # per table: the index row of each record (-1: absent)
+        for name, table in given.items():
+            index = _index_of(table)
+            other = index["utterance_id"].to_numpy()
+            if len(other) == len(first_ids) and np.array_equal(other, first_ids):
+                rows[name] = in_split  # the same utterances in the same order (the rule)
+            else:
+                rows[name] = pd.Index(other).get_indexer(ids)
+            keep &= rows[name] >= 0
         self.n_missing = int((~keep).sum())
-        order = order[keep].reset_index(drop=True)
-        self.utterance_ids = order["utterance_id"].to_numpy()
-        self.speakers = order["speaker"].to_numpy()
+        self.utterance_ids = ids[keep]
+        self.speakers = first["speaker"].to_numpy()[in_split[keep]]
         self.previous = previous_same_speaker_index(self.speakers)
         self.locations, self.lengths = {}, {}
         for name, table in self.tables.items():
-            where = _index_of(table).set_index("utterance_id").loc[self.utterance_ids]
-            self.locations[name] = (where["shard"].to_numpy(np.int64),
-                                    where["row"].to_numpy(np.int64))
-            self.lengths[name] = where["length"].to_numpy(np.int64)
+            index, at = _index_of(table), rows[name][keep]
+            self.locations[name] = (index["shard"].to_numpy(np.int64)[at],
+                                    index["row"].to_numpy(np.int64)[at])
+            self.lengths[name] = index["length"].to_numpy(np.int64)[at]
         self._frames: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
