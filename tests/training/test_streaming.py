@@ -104,6 +104,8 @@ def test_streamed_training_matches_in_memory_training_step_for_step(frames, shar
     np.testing.assert_array_equal(streams.buckets, batcher.buckets)
     for (_, a), (_, b) in zip(itertools.islice(streams.iterate(), 12),
                               batcher.iterate(examples), strict=False):
+        assert int(a.pop("n_positions")) == int(b["lengths"].sum())
+        assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     config = TrainConfig(stage="coarse", steps=4, tokens_per_batch=1024, eval_every=4,
