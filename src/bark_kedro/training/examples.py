@@ -345,8 +345,8 @@ def make_batcher(
 ) -> BucketBatcher:
     """A :class:`BucketBatcher` over ``examples``: at most ``data_config.max_buckets``
     lengths (multiples of ``bucket_multiple``) placed to minimise padding, leftovers
-    carried to the next bucket, batch sizes a multiple of ``batch_multiple`` (example ``i``
-    in the rows of device block ``i % batch_multiple``); no bucket
+    carried to the next bucket, batch sizes a multiple of ``batch_multiple`` (the plan does
+    not depend on it otherwise: every process holds every example); no bucket
     longer than ``max_length`` (the model's positions); ``fill_with_repeats`` fills an
     epoch's last short batch with repeated examples (training) instead of empty rows."""
     if not examples:
@@ -364,6 +364,4 @@ def make_batcher(
         batch_multiple=batch_multiple,
         carry_remainder=True,
         fill_with_repeats=fill_with_repeats,
-        blocks=np.arange(len(lengths)) % batch_multiple,
-        n_blocks=batch_multiple,
     )
