@@ -13,8 +13,9 @@ input path) is then trained for ``--steps`` steps in its own process, which repo
 - steady-state steps/s (median step rate over the second half of the steps),
 - the padding fraction of the first chunk's batches (streamed; the whole epoch in memory).
 
-``memory`` (today's path: every example built before the first step) runs only up to
-``--memory-max-hours``. Streamed input reads ``--chunk-records`` records at a time.
+``memory`` (every example built before the first step) runs only up to
+``--memory-max-hours``. Streamed input reads ``--chunk-records`` records at a time (default:
+each stage's ``chunk_records`` of ``conf/base/parameters_train.yml``).
 
     python benchmarks/corpus_scale.py --hours 10 100 [--stages coarse fine] [--steps 40]
         [--preset tiny] [--block-size 1024] [--workdir /tmp/corpus_scale] [--memory-max-hours 10]
@@ -46,33 +47,41 @@ from bark_kedro.tokenizers.tables import (
 )
 
 NAMES = ("text_tokens", "semantic_tokens", "codec_tokens")
+CHUNK_RECORDS = {"semantic": 1024, "coarse": 1024, "fine": 256}  # as conf/base
 STARTED = time.perf_counter()  # as close to the process start as this module gets
 
 
 def synthetic_batches(hours: float, seed: int = 0, batch_rows: int = 2000, n_speakers: int = 500):
-    """Row batches ``{name: DataFrame}`` of a synthetic token corpus of ``hours`` hours."""
+    """Row batches ``{name: DataFrame}`` of a synthetic token corpus of ``hours`` hours
+    (each batch's ids drawn in one go, then split per utterance)."""
     rng = np.random.default_rng(seed)
-    total_s, i = hours * 3600.0, 0
+    total_s, first = hours * 3600.0, 0
     while total_s > 0:
         durations = np.clip(rng.lognormal(np.log(5.0), 0.4, batch_rows), 1.0, 15.0)
         durations = durations[np.cumsum(durations) - durations < total_s]
         total_s -= durations.sum()
-        text, semantic, codec = [], [], []
-        for d in durations:
-            base = {"utterance_id": f"u{i:08d}", "speaker": f"s{rng.integers(n_speakers):04d}",
-                    "split": "validation" if rng.random() < 0.08 else "train"}
-            n_text, n_sem, n_frames = max(1, int(12 * d)), int(49.9 * d), int(75 * d)
-            text.append(base | {"text": "", "text_ids": rng.integers(
-                0, BARK_VOCAB.text_vocab_size, n_text, dtype=np.int32)})
-            semantic.append(base | {"duration_s": float(d), "semantic_ids": rng.integers(
-                0, BARK_VOCAB.semantic_vocab_size, n_sem, dtype=np.int32)})
-            codec.append(base | {"duration_s": float(d), "n_codebooks": 8, "n_frames": n_frames,
-                                 "codes": rng.integers(0, BARK_VOCAB.codebook_size,
-                                                       8 * n_frames, dtype=np.int16)})
-            i += 1
-        yield {"text_tokens": pd.DataFrame(text, columns=TEXT_TOKEN_COLUMNS),
-               "semantic_tokens": pd.DataFrame(semantic, columns=SEMANTIC_TOKEN_COLUMNS),
-               "codec_tokens": pd.DataFrame(codec, columns=CODEC_TOKEN_COLUMNS)}
+        n = len(durations)
+        base = pd.DataFrame({
+            "utterance_id": [f"u{i:08d}" for i in range(first, first + n)],
+            "speaker": [f"s{k:04d}" for k in rng.integers(n_speakers, size=n)],
+            "split": np.where(rng.random(n) < 0.08, "validation", "train"),
+        })
+        first += n
+        n_text = np.maximum(1, (12 * durations).astype(np.int64))
+        n_sem, n_frames = (49.9 * durations).astype(np.int64), (75 * durations).astype(np.int64)
+
+        def ids(lengths, high, dtype, per=1):
+            flat = rng.integers(0, high, int(lengths.sum()) * per, dtype=dtype)
+            return np.split(flat, np.cumsum(lengths * per)[:-1])
+
+        text = base.assign(text="", text_ids=ids(n_text, BARK_VOCAB.text_vocab_size, np.int32))
+        semantic = base.assign(duration_s=durations, semantic_ids=ids(
+            n_sem, BARK_VOCAB.semantic_vocab_size, np.int32))
+        codec = base.assign(duration_s=durations, n_codebooks=8, n_frames=n_frames,
+                            codes=ids(n_frames, BARK_VOCAB.codebook_size, np.int16, per=8))
+        yield {"text_tokens": text[TEXT_TOKEN_COLUMNS],
+               "semantic_tokens": semantic[SEMANTIC_TOKEN_COLUMNS],
+               "codec_tokens": codec[CODEC_TOKEN_COLUMNS]}
 
 
 def write_corpus(hours: float, folder: Path, rows_per_shard: int) -> dict[str, float]:
@@ -110,15 +119,14 @@ def train_child(args: argparse.Namespace) -> None:
     vocab = stage_vocab(BARK_VOCAB.text_vocab_size, BARK_VOCAB.semantic_vocab_size)
     init = ModelInitConfig(preset=args.preset, overrides={"block_size": args.block_size,
                                                           "dropout": 0.0})
-    data = StageDataConfig()
+    data = StageDataConfig(chunk_records=args.chunk_records)
     model = build_stage_model(args.stage, vocab, init, seed=0)
     config = TrainConfig(stage=args.stage, steps=args.steps, tokens_per_batch=args.tokens_per_batch,
                          eval_every=10 * args.steps, checkpoint_every=10 * args.steps,
                          eval_batches=1, seed=0, progress=False,
                          optimizer=OptimizerConfig(learning_rate=1e-3, warmup_steps=5))
     if args.path == "streamed":
-        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config,
-                                   chunk_records=args.chunk_records)
+        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config)
         train_in, val_in = streams["train"], streams["validation"]
     else:
         frames = [tables[n].to_pandas() for n in NAMES]
@@ -141,6 +149,7 @@ def train_child(args: argparse.Namespace) -> None:
         "padding": result.summary["padding_fraction"],
         "state_mb": state_bytes / 2**20,
         "buckets": result.summary["buckets"],
+        "chunk_records": args.chunk_records if args.path == "streamed" else None,
     }))
 
 
@@ -154,9 +163,10 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=1024)
     parser.add_argument("--tokens-per-batch", type=int, default=8192)
     parser.add_argument("--rows-per-shard", type=int, default=10_000)
-    parser.add_argument("--chunk-records", type=int, default=4096)
+    parser.add_argument("--chunk-records", type=int, default=None)
     parser.add_argument("--memory-max-hours", type=float, default=10.0)
     parser.add_argument("--workdir", default="/tmp/corpus_scale")
+    parser.add_argument("--write-only", action="store_true", help="write the corpora, train none")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
@@ -166,10 +176,11 @@ def main() -> None:
     if args.child:
         return train_child(args)
     print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); preset {args.preset}, block size "
-          f"{args.block_size}, {args.tokens_per_batch} tokens/batch, {args.steps} steps")
+          f"{args.block_size}, {args.tokens_per_batch} tokens/batch, {args.steps} steps; load "
+          f"average {os.getloadavg()[0]:.1f}")
     work = Path(args.workdir)
     header = (f"{'hours':>6} {'stage':>7} {'input':>9} {'peak RSS MB':>11} {'state MB':>8} "
-              f"{'1st step s':>10} {'steps/s':>8} {'padding':>8}")
+              f"{'1st step s':>10} {'steps/s':>8} {'padding':>8} {'load':>5}")
     rows = []
     for hours in args.hours:
         corpus = work / f"corpus_{hours:g}h"
@@ -177,7 +188,10 @@ def main() -> None:
         table = ShardedTable(corpus / "codec_tokens")
         print(f"{hours:g} h: {len(table)} utterances in {table.n_shards} shards per table, "
               f"written in {written['write_s']:.1f} s"
-              + (f", {written['disk_mb']:.0f} MiB" if "disk_mb" in written else " (reused)"))
+              + (f", {written['disk_mb']:.0f} MiB" if "disk_mb" in written else " (reused)"),
+              flush=True)
+        if args.write_only:
+            continue
         for stage in args.stages:
             for path in args.paths:
                 if path == "memory" and hours > args.memory_max_hours:
@@ -189,7 +203,7 @@ def main() -> None:
                            "--steps", str(args.steps), "--preset", args.preset,
                            "--block-size", str(args.block_size),
                            "--tokens-per-batch", str(args.tokens_per_batch),
-                           "--chunk-records", str(args.chunk_records)]
+                           "--chunk-records", str(args.chunk_records or CHUNK_RECORDS[stage])]
                 done = subprocess.run(command, capture_output=True, text=True,
                                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
                 if done.returncode:
@@ -200,7 +214,8 @@ def main() -> None:
                 print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
                 print(f"{hours:>6g} {stage:>7} {path:>9} {figures['peak_rss_mb']:>11.0f} "
                       f"{figures['state_mb']:>8.0f} {figures['first_step_s']:>10.1f} "
-                      f"{figures['steps_per_s']:>8.2f} {100 * figures['padding']:>7.1f}%",
+                      f"{figures['steps_per_s']:>8.2f} {100 * figures['padding']:>7.1f}% "
+                      f"{os.getloadavg()[0]:>5.1f}",
                       flush=True)
 
 

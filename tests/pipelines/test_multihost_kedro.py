@@ -1,11 +1,13 @@
 """Two real processes of ``kedro run --pipelines=train_coarse`` (coordinator on 127.0.0.1).
 
-Every process trains; only process 0 writes the model, the reports and the project's MLflow
-records (process 1 tracks into a throwaway store in its temp directory).
+Every process trains, reading only its own slice of the token shards; only process 0 writes
+the model, the reports and the project's MLflow records (process 1 tracks into a throwaway
+store in its temp directory).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from bark_kedro.tokenizers.shards import ShardedTable
 from tests.helpers.kedro_runs import FAST_TOKENIZE as FAST
 from tests.helpers.kedro_runs import ingest_demo_corpus as ingest
 from tests.helpers.kedro_runs import run_pipeline
@@ -43,7 +46,8 @@ def test_two_kedro_processes_train_one_model_and_only_process_0_writes(project_c
         temp[index].mkdir()
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), JAX_PLATFORMS="cpu",
                    TMPDIR=str(temp[index]), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index))
+                   JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index),
+                   BARK_KEDRO_READ_LOG=str(tmp_path / "read"))
         procs.append(subprocess.Popen([sys.executable, "-m", "kedro", "run", *TRAIN],
                                       cwd=project_copy, env=env, text=True,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
@@ -62,3 +66,14 @@ def test_two_kedro_processes_train_one_model_and_only_process_0_writes(project_c
     assert runs[0].data.tags["device.device_count"] == "2"
     assert (temp[1] / "bark_kedro_mlflow_process_1.db").is_file()
     assert not (temp[0] / "bark_kedro_mlflow_process_1.db").exists()
+
+    # each process read and laid out its own records; together every train record
+    (codec,) = (project_copy / "data/05_model_input/codec_tokens.parquet").glob(
+        "*/codec_tokens.parquet")
+    index = ShardedTable(codec).index
+    for split in ("train", "validation"):
+        read = [set(json.loads((tmp_path / "read" / f"coarse-{split}-process{k}.json")
+                               .read_text())) for k in range(2)]
+        assert not read[0] & read[1], split
+        assert split == "validation" or (read[0] and read[1])
+        assert read[0] | read[1] == set(index["utterance_id"][index["split"] == split]), split

@@ -24,6 +24,8 @@ from bark_kedro.training import mesh as mesh_module
 from tests.helpers.training_processes import ROOT, complete_checkpoints, load_results
 from tests.helpers.training_processes import process_env as _env
 from tests.helpers.training_processes import tiny_run_command as _command
+from tests.training.synthetic import token_tables
+from tests.training.tiny_run import sharded_tables
 
 ARGS = ["--stage", "coarse", "--steps", "8", "--checkpoint-every", "2", "--dropout", "0.1",
         "--mesh", "2x1"]
@@ -35,12 +37,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(command: list[str], n: int = 2, **popen) -> list[subprocess.Popen]:
+def _start(command: list[str], n: int = 2, **env) -> list[subprocess.Popen]:
     port = _free_port()
     return [subprocess.Popen(
         command, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env=_env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=str(n),
-                 JAX_PROCESS_ID=str(i)), **popen) for i in range(n)]
+                 JAX_PROCESS_ID=str(i), **env)) for i in range(n)]
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = 400) -> list[str]:
@@ -93,16 +95,38 @@ def _steps(output: str) -> list[int]:
     return [int(m) for m in re.findall(r"^step (\d+)", output, re.MULTILINE)]
 
 
+def _read_ids(folder: Path, split: str = "train") -> list[set[str]]:
+    files = sorted(folder.glob(f"coarse-{split}-process*.json"))
+    return [set(json.loads(f.read_text())) for f in files]
+
+
 @pytest.mark.slow
-def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, request):
+@pytest.mark.parametrize("streamed", [False, True], ids=["in_memory", "streamed"])
+def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, request,
+                                                                      streamed):
+    args = ARGS
+    if streamed:  # the shards every process reads, written before they start
+        from bark_kedro.training import stage_vocab
+
+        tables = tmp_path / "tables"
+        sharded_tables(token_tables(stage_vocab(40, 64, 1024), n_utterances=30), tables)
+        args = [*ARGS, "--streamed", "--tables", str(tables)]
     # two simulated devices in one process: the reference loss curve
-    subprocess.run(_command(tmp_path / "one", tmp_path / "one_", *ARGS), cwd=ROOT, check=True,
-                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"),
+    subprocess.run(_command(tmp_path / "one", tmp_path / "one_", *args), cwd=ROOT, check=True,
+                   env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                            BARK_KEDRO_READ_LOG=str(tmp_path / "read_one")),
                    capture_output=True, timeout=400)
     one_params, one = load_results(tmp_path / "one_", "2x1")
 
     run_dir, out = tmp_path / "two", tmp_path / "two_"
-    outputs = _finish(_start(_command(run_dir, out, *ARGS)))
+    outputs = _finish(_start(_command(run_dir, out, *args),
+                             BARK_KEDRO_READ_LOG=str(tmp_path / "read_two")))
+    if streamed:  # each process read its own records; together, those of one process
+        for split in ("train", "validation"):
+            (whole,), halves = _read_ids(tmp_path / "read_one", split), _read_ids(
+                tmp_path / "read_two", split)
+            assert len(halves) == 2 and halves[0] and halves[1], split
+            assert not halves[0] & halves[1] and halves[0] | halves[1] == whole, split
     two_params, two = load_results(out, "2x1")
     assert two["summary"]["device"]["process_count"] == "2"
     assert two["summary"]["device"]["device_count"] == "2"
@@ -116,7 +140,7 @@ def test_two_processes_train_like_two_devices_and_resume_after_a_kill(tmp_path, 
 
     # one process killed mid-run; the other fails or is stopped; both restarted
     killed_dir, killed_out = tmp_path / "killed", tmp_path / "killed_"
-    command = _command(killed_dir, killed_out, *ARGS, "--sleep", "0.3")
+    command = _command(killed_dir, killed_out, *args, "--sleep", "0.3")
     procs = _start(command)
     request.addfinalizer(lambda: [p.kill() for p in procs if p.poll() is None])
     killed_after = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import grain
 import numpy as np
 import pytest
 
@@ -21,7 +20,7 @@ from bark_kedro.training import (
 )
 from bark_kedro.training.batching import DataPosition
 from bark_kedro.training.examples import ExampleBuilder, StageRecords, make_batcher
-from bark_kedro.training.streaming import StreamedBatches, process_slice
+from bark_kedro.training.streaming import StreamedBatches
 from tests.training.synthetic import token_tables
 
 VOCAB = stage_vocab(40, 64, 1024)
@@ -105,6 +104,8 @@ def test_streamed_training_matches_in_memory_training_step_for_step(frames, shar
     np.testing.assert_array_equal(streams.buckets, batcher.buckets)
     for (_, a), (_, b) in zip(itertools.islice(streams.iterate(), 12),
                               batcher.iterate(examples), strict=False):
+        assert int(a.pop("n_positions")) == int(b["lengths"].sum())
+        assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     config = TrainConfig(stage="coarse", steps=4, tokens_per_batch=1024, eval_every=4,
@@ -122,7 +123,7 @@ def test_shuffled_chunks_cover_every_example_once_per_epoch(frames, shards):
     assert streams.n_chunks == 3
     seen = []
     for epoch in range(2):
-        order = [streams.epoch_order(epoch)[i]["index"] for i in range(streams.n_records)]
+        order = [int(streams.epoch_order(epoch)[i]) for i in range(streams.n_records)]
         assert sorted(order) == list(range(streams.n_records))
         seen.append(order)
     assert seen[0] != seen[1]  # a new global shuffle each epoch
@@ -148,21 +149,50 @@ def test_resuming_from_a_position_continues_the_same_batches(shards):
     fresh.close()
 
 
-def test_two_processes_read_disjoint_slices_covering_every_record(shards):
-    n = len(StageRecords("fine", shards, "train"))
-    slices = [process_slice(n, grain.sharding.ShardOptions(k, 2)) for k in range(2)]
-    assert slices[0][0] == 0 and slices[0][1] == slices[1][0] and slices[1][1] == n
-    read = []
-    for k in range(2):
-        _, _, streams = _streams("fine", shards, shuffle=True,
-                                 shard_options=grain.sharding.ShardOptions(k, 2))
-        ids = {streams.epoch_order(0)[i]["row"]["utterance_id"] for i in range(streams.n_records)}
-        read.append(ids)
-        streams.close()
-    assert not read[0] & read[1]
-    assert read[0] | read[1] == set(StageRecords("fine", shards, "train").utterance_ids)
-    dropped = [process_slice(n, grain.sharding.ShardOptions(k, 4, drop_remainder=True))
-               for k in range(4)]
-    assert {e - s for s, e in dropped} == {n // 4}
-    with pytest.raises(ValueError, match="shard_index"):
-        process_slice(n, grain.sharding.ShardOptions(2, 2))
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
+def test_examples_laid_out_from_index_lengths_have_the_real_shapes(stage, shards):
+    model = _model(stage)
+    data = StageDataConfig(codebooks="random")
+    records = StageRecords(stage, shards, "train")
+    builder = ExampleBuilder(stage, VOCAB, data, model.config, "train", seed=4)
+    for i in range(len(records)):
+        real, shaped = builder.map(records[i]), builder.shapes(records, i)
+        assert real.skipped == shaped.skipped
+        assert [(e.length, e.group, e.inputs.shape) for e in real.examples] == [
+            (e.length, e.group, e.inputs.shape) for e in shaped.examples]
+
+
+def _process_streams(stage, shards, k, n=2, chunk_records=8):
+    model = _model(stage)
+    data = StageDataConfig(max_buckets=2)
+    records = StageRecords(stage, shards, "train")
+    builder = ExampleBuilder(stage, VOCAB, data, model.config, "train", seed=3)
+    return StreamedBatches(records, builder, data, 1024, 2, seed=3,
+                           max_length=model.config.block_size, fill_with_repeats=True,
+                           chunk_records=chunk_records, process_index=k, process_count=n,
+                           track_reads=True)
+
+
+@pytest.mark.parametrize("stage", ["coarse", "fine"])
+def test_two_processes_read_disjoint_slices_and_together_make_the_global_batches(stage,
+                                                                                shards):
+    one = _process_streams(stage, shards, 0, n=1)
+    two = [_process_streams(stage, shards, k) for k in range(2)]
+    n_batches = sum(len(one.chunk(0, c).plan) for c in range(one.n_chunks))
+    whole = list(itertools.islice(one.iterate(), n_batches))
+    halves = [list(itertools.islice(s.iterate(), n_batches)) for s in two]
+    for (p, batch), (q0, a), (q1, b) in zip(whole, *halves, strict=True):
+        assert p == q0 == q1
+        assert int(a["n_positions"]) == int(b["n_positions"]) == int(batch["lengths"].sum())
+        for key in ("inputs", "targets", "loss_mask", "lengths"):
+            np.testing.assert_array_equal(np.concatenate([a[key], b[key]]), batch[key])
+    read = [s.records_read for s in two]
+    assert read[0] and read[1] and not read[0] & read[1]
+    assert read[0] | read[1] == one.records_read  # one epoch: every record with examples
+    with_examples = {i for i in range(len(one.records))
+                     if one.builder.shapes(one.records, i).examples}
+    assert one.records_read == with_examples
+    for s in (one, *two):
+        s.close()
+    with pytest.raises(ValueError, match="divide the batch multiple"):
+        _process_streams(stage, shards, 0, n=3)

@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds after each step")
     parser.add_argument("--streamed", action="store_true",
                         help="stream the examples from sharded tables (Grain), 8 records a chunk")
+    parser.add_argument("--tables", help="the sharded tables' folder (written when absent; "
+                        "default RUN_DIR/<mesh>-tables; several processes: write it first)")
     args = parser.parse_args()
     maybe_initialize_distributed()
 
@@ -89,12 +91,14 @@ def main() -> None:
             time.sleep(args.sleep)  # gives a test time to kill the process mid-run
 
         if args.streamed:
-            shards = sharded_tables(tables, Path(f"{args.run_dir}/{mesh}-tables"))
+            shards = sharded_tables(tables, Path(args.tables or f"{args.run_dir}/{mesh}-tables"))
             streams, _ = stage_streams(args.stage, shards, vocab, model.config, data, config,
                                        chunk_records=8)
             train_ex, val_ex = streams["train"], streams["validation"]
         result = train(model, train_ex, val_ex, config, data, f"{args.run_dir}/{mesh}",
                        on_metrics=report)
+        if args.streamed:
+            val_ex.close()  # (and train() closed train_ex): their read logs are written
         trainable = split_model(result.model)[1].trainable
         if not is_primary():
             continue

@@ -66,6 +66,8 @@ class BucketBatcher:
         drop_remainder: bool = False,
         carry_remainder: bool = False,
         fill_with_repeats: bool = False,
+        blocks: Sequence[int] | None = None,
+        n_blocks: int = 1,
     ):
         self.lengths = np.asarray(lengths, np.int64)
         self.buckets = np.asarray(sorted(set(int(b) for b in buckets)), np.int64)
@@ -88,6 +90,17 @@ class BucketBatcher:
         self.carry_remainder, self.fill_with_repeats = carry_remainder, fill_with_repeats
         if fill_with_repeats and not carry_remainder:
             raise ValueError("fill_with_repeats needs carry_remainder")
+        if n_blocks < 1 or batch_multiple % n_blocks:
+            raise ValueError(f"n_blocks ({n_blocks}) must divide batch_multiple "
+                             f"({batch_multiple})")
+        self.n_blocks = n_blocks
+        self.blocks = (np.zeros(len(self.lengths), np.int64) if blocks is None
+                       else np.asarray(blocks, np.int64))
+        if self.blocks.shape != self.lengths.shape or not (
+                0 <= self.blocks.min() and self.blocks.max() < n_blocks):
+            raise ValueError(f"blocks must match lengths and lie in [0, {n_blocks})")
+        if n_blocks > 1 and not carry_remainder:
+            raise ValueError("blocks need carry_remainder")
         self.bucket_of = self.buckets[np.searchsorted(self.buckets, self.lengths)]
 
     def batch_size(self, bucket: int) -> int:
@@ -118,31 +131,48 @@ class BucketBatcher:
 
     def _plan_carrying(self, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
         batches = []
+        n_blocks = self.n_blocks
         for group in np.unique(self.groups):
             in_group = self.groups == group
             used = [b for b in self.buckets.tolist() if (in_group & (self.bucket_of == b)).any()]
-            carry = np.zeros(0, np.int64)
+            carry = [np.zeros(0, np.int64)] * n_blocks
             for n, bucket in enumerate(used):
-                members = np.flatnonzero(in_group & (self.bucket_of == bucket))
-                members = np.concatenate([carry, rng.permutation(members)])
-                size = self.batch_size(bucket)
+                in_bucket = in_group & (self.bucket_of == bucket)
+                members = [np.concatenate([carry[b], rng.permutation(
+                    np.flatnonzero(in_bucket & (self.blocks == b)))]) for b in range(n_blocks)]
+                per = self.batch_size(bucket) // n_blocks
                 last = n == len(used) - 1
-                n_full = len(members) // size * size
-                for i in range(0, len(members), size):
-                    chunk = members[i:i + size]
-                    if len(chunk) < size and last and self.fill_with_repeats:
-                        pool = np.flatnonzero(in_group & (self.bucket_of == bucket))
-                        chunk = np.concatenate([chunk, rng.choice(pool, size - len(chunk))])
-                    if len(chunk) == size or (last and not self.drop_remainder):
-                        batches.append((bucket, chunk))
-                carry = members[n_full:]
+                n_full = min(len(m) // per for m in members)
+                if last and not self.drop_remainder:
+                    n_full = max(-(-len(m) // per) for m in members)
+                for i in range(n_full):
+                    parts = [self._block_rows(m[i * per:(i + 1) * per], per, last, rng,
+                                              in_group & (self.blocks == b), bucket)
+                             for b, m in enumerate(members)]
+                    rows = np.concatenate(parts)
+                    batches.append((bucket, rows if n_blocks > 1 else rows[rows >= 0]))
+                carry = [m[n_full * per:] for m in members]
         return batches
+
+    def _block_rows(self, rows: np.ndarray, per: int, last: bool, rng: np.random.Generator,
+                    pool_of: np.ndarray, bucket: int) -> np.ndarray:
+        """``per`` rows of one block: ``rows``, then repeats of its bucket's examples (the
+        last batches, with ``fill_with_repeats``) or empty rows (``-1``)."""
+        if len(rows) == per:
+            return rows
+        if last and self.fill_with_repeats:
+            pool = np.flatnonzero(pool_of & (self.bucket_of == bucket))
+            if not len(pool):
+                pool = np.flatnonzero(pool_of & (self.bucket_of <= bucket))
+            if len(pool):
+                return np.concatenate([rows, rng.choice(pool, per - len(rows))])
+        return np.concatenate([rows, np.full(per - len(rows), -1, np.int64)])
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """Fraction of the epoch's batch positions (rows x padded length) that are padding."""
         plan = self.plan(epoch)
         total = sum(self.batch_size(b) * b for b, _ in plan)
-        real = sum(int(self.lengths[idx].sum()) for _, idx in plan)
+        real = sum(int(self.lengths[idx[idx >= 0]].sum()) for _, idx in plan)
         return 1.0 - real / total if total else 0.0
 
     def iterate(
@@ -160,24 +190,28 @@ class BucketBatcher:
                 raise ValueError(f"{start} is past the {len(plan)} batches of epoch {epoch}")
             for i in range(index, len(plan)):
                 bucket, idx = plan[i]
-                batch = collate([examples[j] for j in idx], bucket, self.batch_size(bucket))
+                batch = collate([examples[j] if j >= 0 else None for j in idx], bucket,
+                                self.batch_size(bucket))
                 yield DataPosition(epoch, i + 1), batch
             epoch, index = epoch + 1, 0
 
 
-def collate(examples: Sequence[Example], length: int, batch_size: int | None = None) -> Batch:
-    """Stack examples padded to ``length`` model positions; empty rows up to ``batch_size``.
+def collate(examples: Sequence[Example | None], length: int, batch_size: int | None = None,
+            template: Example | None = None) -> Batch:
+    """Stack examples padded to ``length`` model positions; ``None`` entries and the rows
+    up to ``batch_size`` are empty rows (``template``, or the first example, gives their
+    shapes; a batch's examples share a group).
 
     Inputs are padded with each example's ``pad_id`` (the semantic inputs stay
     ``context_len`` longer than the targets), targets with 0, the loss mask with False;
     ``lengths`` holds each row's model positions (0 for empty rows).
     """
-    if not examples:
-        raise ValueError("collate needs at least one example")
+    first = next((e for e in examples if e is not None), template)
+    if first is None:
+        raise ValueError("collate needs at least one example (or a template)")
     rows = len(examples) if batch_size is None else batch_size
     if rows < len(examples):
         raise ValueError(f"batch_size {rows} is smaller than the {len(examples)} examples")
-    first = examples[0]
     extra = first.inputs.shape[0] - first.length
     inputs = np.full((rows, length + extra, *first.inputs.shape[1:]), first.pad_id,
                      first.inputs.dtype)
@@ -189,6 +223,8 @@ def collate(examples: Sequence[Example], length: int, batch_size: int | None = N
         shape = (rows,) if first.codebook.ndim == 0 else (rows, length)
         codebook = np.full(shape, first.group if first.codebook.ndim == 0 else 0, np.int32)
     for r, ex in enumerate(examples):
+        if ex is None:
+            continue
         n = ex.length
         if n > length or ex.inputs.shape[0] - n != extra:
             raise ValueError(f"example {r} ({n} positions, inputs {ex.inputs.shape}) does not "

@@ -154,6 +154,9 @@ class StageDataConfig(_Replaceable):
       ("all": one example per predicted codebook and window, "random": one drawn codebook).
     - batching: bucket lengths are multiples of ``bucket_multiple``; at most
       ``max_buckets`` of them (one compiled step each), placed to minimise padding.
+    - streaming: ``chunk_records`` records are read and laid out at a time (a chunk and
+      the next, built in the background, are held: memory grows with it; batches are
+      planned within a chunk, so very small chunks pad and repeat more).
     """
 
     history_drop_prob: float = 0.5
@@ -169,6 +172,7 @@ class StageDataConfig(_Replaceable):
     codebooks: str = "all"
     bucket_multiple: int = 8
     max_buckets: int = 8
+    chunk_records: int = 1024
 
     def __post_init__(self) -> None:
         _float(self, "history_drop_prob", 0.0, 1.0)
@@ -186,6 +190,7 @@ class StageDataConfig(_Replaceable):
             _fail(self, "codebooks", f"must be one of {FINE_CODEBOOK_CHOICES}", self.codebooks)
         _int(self, "bucket_multiple", 1)
         _int(self, "max_buckets", 1)
+        _int(self, "chunk_records", 1)
 
     def resolved(self, block_size: int) -> StageDataConfig:
         """A copy with every ``None`` size filled in for a model of ``block_size``."""

@@ -27,7 +27,7 @@ import pandas as pd
 
 from bark_kedro.models import BarkVocab, ModelConfig
 from bark_kedro.models.layout import STAGES
-from bark_kedro.tokenizers.shards import ShardedTable
+from bark_kedro.tokenizers.shards import ShardedTable, row_lengths
 from bark_kedro.tokenizers.tables import codes_matrix
 from bark_kedro.training.batching import BucketBatcher, best_bucket_lengths
 from bark_kedro.training.config import StageDataConfig
@@ -71,21 +71,22 @@ def _check_table(name: str, table: Table) -> None:
 
 def _index_of(table: Table) -> pd.DataFrame:
     if isinstance(table, ShardedTable):
-        return table.index[["utterance_id", "speaker", "split", "shard", "row"]]
+        return table.index[["utterance_id", "speaker", "split", "shard", "row", "length"]]
     return pd.DataFrame({"utterance_id": table["utterance_id"].astype(str).to_numpy(),
                          "speaker": table["speaker"].astype(str).to_numpy(),
                          "split": table["split"].astype(str).to_numpy(),
                          "shard": np.zeros(len(table), np.int32),
-                         "row": np.arange(len(table), dtype=np.int32)})
+                         "row": np.arange(len(table), dtype=np.int32),
+                         "length": row_lengths(table)})
 
 
 def previous_same_speaker_index(speakers: Sequence) -> np.ndarray:
     """For each record, the index of the previous one by the same speaker, or -1."""
-    last: dict = {}
-    out = np.full(len(speakers), -1, np.int64)
-    for i, speaker in enumerate(speakers):
-        out[i] = last.get(speaker, -1)
-        last[speaker] = i
+    codes = pd.factorize(np.asarray(speakers, dtype=object))[0]
+    order = np.argsort(codes, kind="stable")  # by speaker, in record order within one
+    out = np.full(len(codes), -1, np.int64)
+    same = codes[order[1:]] == codes[order[:-1]]
+    out[order[1:][same]] = order[:-1][same]
     return out
 
 
@@ -93,7 +94,9 @@ class StageRecords:
     """The joined token rows of one stage's ``split`` (see the module doc): a Grain random
     access data source whose record ``i`` is ``{"index", "row", "previous"}`` (``row`` and
     ``previous``, the same speaker's preceding record or ``None``, merge the rows of the
-    tables the stage needs). Built from the indexes only; rows are read on access."""
+    tables the stage needs). Built from the indexes only; rows are read on access.
+    :meth:`placeholder` is a record of the same lengths (from the index) with zero tokens,
+    which lays out into examples of the same shapes without reading any row."""
 
     def __init__(self, stage: str, tables: Mapping[str, Table | None], split: str = "train"):
         if stage not in STAGES:
@@ -109,20 +112,29 @@ class StageRecords:
         self.stage, self.split = stage, split
         self.tables = {n: given[n] for n in NEEDED[stage]}
         first = _index_of(given[NEEDED[stage][0]])
-        order = first[first["split"] == split].reset_index(drop=True)
-        keep = np.ones(len(order), bool)
-        for table in given.values():
-            keep &= order["utterance_id"].isin(_index_of(table)["utterance_id"]).to_numpy()
+        first_ids = first["utterance_id"].to_numpy()
+        in_split = np.flatnonzero((first["split"] == split).to_numpy())
+        ids = first_ids[in_split]
+        keep = np.ones(len(ids), bool)
+        rows = {}  # per table: the index row of each record (-1: absent)
+        for name, table in given.items():
+            index = _index_of(table)
+            other = index["utterance_id"].to_numpy()
+            if len(other) == len(first_ids) and np.array_equal(other, first_ids):
+                rows[name] = in_split  # the same utterances in the same order (the rule)
+            else:
+                rows[name] = pd.Index(other).get_indexer(ids)
+            keep &= rows[name] >= 0
         self.n_missing = int((~keep).sum())
-        order = order[keep].reset_index(drop=True)
-        self.utterance_ids = order["utterance_id"].to_numpy()
-        self.speakers = order["speaker"].to_numpy()
+        self.utterance_ids = ids[keep]
+        self.speakers = first["speaker"].to_numpy()[in_split[keep]]
         self.previous = previous_same_speaker_index(self.speakers)
-        self.locations = {}
+        self.locations, self.lengths = {}, {}
         for name, table in self.tables.items():
-            where = _index_of(table).set_index("utterance_id").loc[self.utterance_ids]
-            self.locations[name] = (where["shard"].to_numpy(np.int64),
-                                    where["row"].to_numpy(np.int64))
+            index, at = _index_of(table), rows[name][keep]
+            self.locations[name] = (index["shard"].to_numpy(np.int64)[at],
+                                    index["row"].to_numpy(np.int64)[at])
+            self.lengths[name] = index["length"].to_numpy(np.int64)[at]
         self._frames: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
@@ -152,11 +164,30 @@ class StageRecords:
         return merged
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        i = int(i)
+        return self._record(int(i), self._row)
+
+    def placeholder(self, i: int, n_codebooks: int) -> dict[str, Any]:
+        """Record ``i`` with zero tokens of its lengths (``n_codebooks`` codebooks): no row is
+        read. Layouts depend on lengths only, so its examples have the real ones' shapes."""
+        return self._record(int(i), lambda j: self._zeros_row(j, n_codebooks))
+
+    def _record(self, i: int, row) -> dict[str, Any]:
         if not 0 <= i < len(self):
             raise IndexError(f"record {i} of {len(self)}")
         prev = int(self.previous[i])
-        return {"index": i, "row": self._row(i), "previous": None if prev < 0 else self._row(prev)}
+        return {"index": i, "row": row(i), "previous": None if prev < 0 else row(prev)}
+
+    def _zeros_row(self, i: int, n_codebooks: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"utterance_id": self.utterance_ids[i],
+                               "speaker": self.speakers[i], "split": self.split}
+        for name in self.tables:
+            n = int(self.lengths[name][i])
+            if name == "codec_tokens":
+                row |= {"n_codebooks": n_codebooks, "n_frames": n,
+                        "codes": np.zeros(n_codebooks * n, np.int16)}
+            else:
+                row[COLUMNS[name][-1]] = np.zeros(n, np.int32)
+        return row
 
 
 @contextmanager
@@ -194,6 +225,11 @@ class ExampleBuilder(grain.transforms.Map):
         build = {"semantic": self._semantic, "coarse": self._coarse, "fine": self._fine}
         examples, skipped = build[self.stage](record["row"], previous, rng)
         return RecordExamples(record["index"], examples, skipped)
+
+    def shapes(self, records: StageRecords, i: int) -> RecordExamples:
+        """The examples record ``i`` of ``records`` gives, laid out from its
+        :meth:`~StageRecords.placeholder` (lengths and groups right, tokens zero)."""
+        return self.map(records.placeholder(i, self.vocab.n_fine_codebooks))
 
     def _semantic(self, row, prev, rng):
         cfg = self.model_config
@@ -309,7 +345,8 @@ def make_batcher(
 ) -> BucketBatcher:
     """A :class:`BucketBatcher` over ``examples``: at most ``data_config.max_buckets``
     lengths (multiples of ``bucket_multiple``) placed to minimise padding, leftovers
-    carried to the next bucket, batch sizes a multiple of ``batch_multiple``; no bucket
+    carried to the next bucket, batch sizes a multiple of ``batch_multiple`` (the plan does
+    not depend on it otherwise: every process holds every example); no bucket
     longer than ``max_length`` (the model's positions); ``fill_with_repeats`` fills an
     epoch's last short batch with repeated examples (training) instead of empty rows."""
     if not examples:

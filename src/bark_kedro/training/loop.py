@@ -141,10 +141,12 @@ def host_copy(tree):
 
 @dataclass(frozen=True)
 class EvalBatches:
-    """Fixed validation batches (host arrays), reused at every evaluation."""
+    """Fixed validation batches (host arrays), reused at every evaluation: whole batches,
+    or with ``local`` this process's rows of them (streamed input)."""
 
     batches: list[dict[str, np.ndarray]]
     padding_fraction: float
+    local: bool = False
 
 
 def eval_batches(
@@ -157,14 +159,14 @@ def eval_batches(
 ) -> EvalBatches:
     """The batches of ``examples``: ``max_batches`` > 0 keeps that many of a seeded shuffle
     (the same ones every time); 0 keeps every example. Streamed examples give their first
-    batches (their own batch sizes and buckets)."""
+    batches (their own batch sizes and buckets; this process's rows)."""
     if isinstance(examples, StreamedBatches):
         batches = examples.first_batches(max_batches)
-        real = sum(int(b["lengths"].sum()) for b in batches)
-        total = sum(b["targets"].size for b in batches)
+        real = sum(int(b.pop("n_positions")) for b in batches)
+        total = sum(b["targets"].size for b in batches) * examples.process_count
         for batch in batches:
             batch.pop("lengths")
-        return EvalBatches(batches, 1.0 - real / total if total else 0.0)
+        return EvalBatches(batches, 1.0 - real / total if total else 0.0, local=True)
     if not examples:
         raise ValueError("no validation examples to evaluate on")
     batcher = make_batcher(examples, data_config, tokens_per_batch, batch_width(mesh), seed=0,
@@ -184,7 +186,7 @@ def evaluate(eval_step: Callable, state: TrainState, data: EvalBatches, mesh: Me
     """loss, perplexity, top1, top10 (fractions) and n_tokens over the batches."""
     totals: dict[str, float] = {}
     for batch in data.batches:
-        stats = eval_step(state, global_batch(batch, mesh))
+        stats = eval_step(state, global_batch(batch, mesh, local=data.local))
         for key, value in jax.device_get(stats).items():
             totals[key] = totals.get(key, 0.0) + float(value)
     n = max(totals["n_tokens"], 1.0)
@@ -398,7 +400,8 @@ def train(
             clock = time.perf_counter()
             key = jax.random.fold_in(base_key, step)
             state, metrics, position, n_positions = _dispatch(
-                compiled, state, batches, key, config.optimizer.accumulation_steps, mesh)
+                compiled, state, batches, key, config.optimizer.accumulation_steps, mesh,
+                streamed)
             step += 1
             if pending is not None:
                 report(pending)
@@ -452,19 +455,21 @@ def train(
 
 def _dispatch(
     compiled: CompiledSteps, state: TrainState, batches: Iterator, key: jax.Array,
-    accumulation: int, mesh: Mesh,
+    accumulation: int, mesh: Mesh, local: bool = False,
 ) -> tuple[TrainState, dict, DataPosition, int]:
     """One optimizer step, dispatched asynchronously: ``(state, device metrics, data
     position, batch positions)``; ``accumulation`` micro-batches are summed host-side
-    (buckets differ in shape), every token weighing the same."""
+    (buckets differ in shape), every token weighing the same. ``local``: the batches hold
+    this process's rows (and ``n_positions``, the whole batch's)."""
     n_positions = 0
 
     def next_batch():
         nonlocal n_positions
         position, host = next(batches)
         host = dict(host)
-        n_positions += int(host.pop("lengths").sum())
-        return position, global_batch(host, mesh)
+        lengths = host.pop("lengths")
+        n_positions += int(host.pop("n_positions", lengths.sum()))
+        return position, global_batch(host, mesh, local=local)
 
     if accumulation == 1:
         position, batch = next_batch()

@@ -171,16 +171,39 @@ def device_facts(mesh: Mesh | None = None) -> dict[str, str]:
     return facts
 
 
-def global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Device arrays of a host batch (the same full batch on every process), split by rows."""
+def process_rows(mesh: Mesh, n_rows: int) -> tuple[int, int]:
+    """The ``[start, end)`` rows of a batch of ``n_rows`` that this process's devices hold
+    (one contiguous block: the mesh orders its devices by process)."""
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((n_rows,))
+    spans = sorted({(s[0].start or 0, n_rows if s[0].stop is None else s[0].stop)
+                    for s in index_map.values()})
+    start, end = spans[0][0], spans[-1][1]
+    if sum(e - s for s, e in spans) != end - start:
+        raise ValueError(f"this process's devices hold rows {spans} of a batch, not one "
+                         "contiguous block; order the mesh's devices by process")
+    return start, end
+
+
+def global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh,
+                 local: bool = False) -> dict[str, jax.Array]:
+    """Device arrays of a host batch, split by rows: the full batch (each process places
+    its own rows of it), or with ``local`` only this process's rows
+    (:func:`process_rows`) of the global batch."""
     sharding = batch_sharding(mesh)
     width = batch_width(mesh)
     out = {}
     for key, value in batch.items():
-        if value.shape[0] % width:
+        n_rows = value.shape[0] * (jax.process_count() if local else 1)
+        if n_rows % width:
             raise ValueError(
-                f"batch of {value.shape[0]} rows is not a multiple of the {width} devices it "
+                f"batch of {n_rows} rows is not a multiple of the {width} devices it "
                 "is split over"
             )
-        out[key] = jax.make_array_from_callback(value.shape, sharding, lambda i, v=value: v[i])
+        start, end = process_rows(mesh, n_rows)
+        if local and value.shape[0] != end - start:
+            raise ValueError(f"{key}: {value.shape[0]} local rows, this process holds rows "
+                             f"[{start}, {end}) of {n_rows}")
+        rows = value if local else value[start:end]
+        out[key] = jax.make_array_from_process_local_data(sharding, np.ascontiguousarray(rows),
+                                                          (n_rows, *value.shape[1:]))
     return out

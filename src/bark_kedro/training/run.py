@@ -95,10 +95,11 @@ def stage_streams(
     model_config: ModelConfig,
     data: StageDataConfig,
     config: TrainConfig,
-    chunk_records: int = 4096,
+    chunk_records: int | None = None,
 ) -> tuple[dict[str, StreamedBatches], dict[str, dict[str, int]]]:
     """The streamed train and validation batches of ``stage`` and their counts (of the
-    records, and of the examples of the records the buckets were chosen from)."""
+    records, and of the examples of the records the buckets were chosen from);
+    ``chunk_records`` defaults to ``data.chunk_records``."""
     width = batch_width(make_mesh(config.mesh))
     streams, counts = {}, {}
     for split in SPLITS:
@@ -132,12 +133,11 @@ def train_stage_from_tables(
     *,
     on_metrics: MetricsCallback | None = None,
     on_eval: MetricsCallback | None = None,
-    chunk_records: int = 4096,
 ) -> StageRun:
     """Train ``config.stage`` on the train split of ``tables`` (``text_tokens``,
     ``semantic_tokens``, ``codec_tokens``: DataFrames or sharded tables), validating on the
     validation split; the examples are streamed (:mod:`bark_kedro.training.streaming`),
-    ``chunk_records`` records at a time.
+    ``data.chunk_records`` records at a time.
 
     Checkpoints go to ``run_dir/<run_fingerprint>``: a run restarted with the same tokens
     and configs resumes from its last checkpoint.
@@ -146,8 +146,7 @@ def train_stage_from_tables(
     run_dir = Path(run_dir) / run_fingerprint(tables, init, data, config)
     vocab = stage_vocabulary(init, text_vocab_size, semantic_vocab_size)
     model = build_stage_model(stage, vocab, init, seed=config.seed)
-    streams, counts = stage_streams(stage, tables, vocab, model.config, data, config,
-                                    chunk_records)
+    streams, counts = stage_streams(stage, tables, vocab, model.config, data, config)
     try:
         result = train(model, streams["train"], streams["validation"], config, data, run_dir,
                        on_metrics=on_metrics, on_eval=on_eval, lora=init.lora)
@@ -163,11 +162,12 @@ def stage_metrics(
     data_configs: Mapping[str, StageDataConfig],
     tokens_per_batch: int = 4096,
     seed: int = 0,
-    chunk_records: int = 4096,
+    chunk_records: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Teacher-forced loss, perplexity, top-1/top-10 of each stage on the validation split,
     its examples laid out with ``data_configs[stage]`` (the layout the model was trained with)
-    and streamed ``chunk_records`` records at a time, in index order."""
+    and streamed ``chunk_records`` (default: the layout's) records at a time, in index
+    order; each process reads only its rows' records."""
     width = batch_width(make_mesh(None))
     out = {}
     for stage in tqdm(STAGES, desc="teacher-forced", unit="stage"):
