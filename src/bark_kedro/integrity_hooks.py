@@ -194,10 +194,11 @@ def resolve_committed_inputs(catalog: Any, set_members: list[str], inputs: set[s
 LAYOUT_SUFFIX = "_data_layout"
 
 
-def align_model_layout_pins(catalog: Any, inputs: set[str],
-                            pinned: dict[str, str]) -> dict[str, str]:
+def align_model_layout_pins(catalog: Any, inputs: set[str], pinned: dict[str, str],
+                            produced: set[str] = frozenset()) -> dict[str, str]:
     """Read each ``<stage>_model_data_layout`` this pipeline reads at the version of its
-    ``<stage>_model`` (pinned or latest); returns the pins.
+    ``<stage>_model`` (pinned or latest; a model in ``produced``, written by this run, at the
+    version this run saves it at, the model itself left unpinned); returns the pins.
 
     Raises :class:`InconsistentInputsError` when both are pinned to different versions.
     """
@@ -213,6 +214,12 @@ def align_model_layout_pins(catalog: Any, inputs: set[str],
                 f"pinned {model_name}:{model_pin} but {layout_name}:{layout_pin}; the data "
                 f"layout is saved with its model: pin both to one version with "
                 f"{_fix_hint({model_name: model_pin, layout_name: model_pin})}")
+        if model_name in produced and not (model_pin or layout_pin):
+            save = model.resolve_save_version()
+            if save:  # the run's own model: its layout is written with it
+                _pin(layout, save)
+                pins[layout_name] = save
+            continue
         version = model_pin or layout_pin or _latest(model)
         if version is None:  # no model yet: loading it fails naming the pipeline to run
             continue
@@ -252,8 +259,8 @@ class RunIntegrityHooks:
         pins = resolve_committed_inputs(catalog, members, set(pipeline.inputs()), pinned)
         if pins:
             logger.info("reading the %s set %s", COMMITTED_PIPELINE, sorted(set(pins.values())))
-        for name, version in align_model_layout_pins(catalog, set(pipeline.inputs()),
-                                                     pinned).items():
+        for name, version in align_model_layout_pins(catalog, set(pipeline.inputs()), pinned,
+                                                     set(pipeline.all_outputs())).items():
             logger.info("reading %s at %s", name, version)
 
     @staticmethod

@@ -26,7 +26,7 @@ def models_root(tmp_path_factory):
     return root
 
 
-def catalog(root, load_versions=None) -> DataCatalog:
+def catalog(root, load_versions=None, save_version=None) -> DataCatalog:
     path = str(root / "coarse_model")
     config = {
         "coarse_model": {"type": "bark_kedro.datasets.model_directory.ModelDirectoryDataset",
@@ -35,7 +35,8 @@ def catalog(root, load_versions=None) -> DataCatalog:
             "type": "bark_kedro.datasets.model_directory.ModelDataLayoutDataset",
             "filepath": path, "versioned": True},
     }
-    return DataCatalog.from_config(config, load_versions=load_versions or {})
+    return DataCatalog.from_config(config, load_versions=load_versions or {},
+                                   save_version=save_version)
 
 
 @pytest.mark.parametrize("pinned_name", ["coarse_model", "coarse_model_data_layout"])
@@ -69,3 +70,14 @@ def test_pins_that_disagree_fail_naming_both_and_the_fix(models_root) -> None:
 def test_a_pipeline_reading_no_layout_is_left_alone(models_root) -> None:
     assert align_model_layout_pins(catalog(models_root), {"coarse_model"},
                                    {"coarse_model": OLD}) == {}
+
+
+def test_a_run_that_trains_the_model_reads_the_layout_it_writes(models_root) -> None:
+    """train + evaluate in one run: the evaluation reads the model this run trains, not the
+    newest one on disk when the run started."""
+    this_run = "2026-01-03T00.00.00.000Z"
+    cat = catalog(models_root, save_version=this_run)
+    pins = align_model_layout_pins(cat, evaluate.create_pipeline().inputs(), {},
+                                   produced={"coarse_model"})
+    assert pins == {"coarse_model_data_layout": this_run}
+    assert cat.get("coarse_model")._version.load is None  # latest once this run saved it
