@@ -8,8 +8,13 @@ input path) is then trained for ``--steps`` steps in its own process, which repo
 
 - peak RSS of that process (``ru_maxrss``; it includes the model and optimizer state, whose
   size is printed beside it),
-- time from the process's start to the first finished step (index, bucket sample, first
-  chunk, compilation),
+- time from the process's start to the first finished step, and its parts (each the time
+  until that mark from the one before): ``imports``, ``model`` (tables opened, model built),
+  streamed only: ``records`` (indexes read and joined, both splits), ``bucket_sample``
+  (bucket lengths from the shapes of the first records), ``first_chunks`` (the first
+  validation batch and the first training chunk planned, read and laid out), then
+  ``first_step`` (state, compilation of the eval and train steps, the first evaluation, the
+  first step); in memory ``examples`` (every example built) replaces the streamed marks,
 - steady-state steps/s (median step rate over the second half of the steps),
 - the padding fraction of the first chunk's batches (streamed; the whole epoch in memory).
 
@@ -111,9 +116,11 @@ def train_child(args: argparse.Namespace) -> None:
         stage_vocab,
         train,
     )
+    from bark_kedro.training.examples import SPLITS, StageRecords
     from bark_kedro.training.run import stage_streams
     from bark_kedro.training.state import split_model
 
+    marks = {"imports": time.perf_counter()}
     folder = Path(args.corpus)
     tables = {name: ShardedTable(folder / name) for name in NAMES}
     vocab = stage_vocab(BARK_VOCAB.text_vocab_size, BARK_VOCAB.semantic_vocab_size)
@@ -125,9 +132,17 @@ def train_child(args: argparse.Namespace) -> None:
                          eval_every=10 * args.steps, checkpoint_every=10 * args.steps,
                          eval_batches=1, seed=0, progress=False,
                          optimizer=OptimizerConfig(learning_rate=1e-3, warmup_steps=5))
+    marks["model"] = time.perf_counter()
     if args.path == "streamed":
-        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config)
+        records = {split: StageRecords(args.stage, tables, split) for split in SPLITS}
+        marks["records"] = time.perf_counter()
+        streams, _ = stage_streams(args.stage, tables, vocab, model.config, data, config,
+                                   records_of=records)
         train_in, val_in = streams["train"], streams["validation"]
+        marks["bucket_sample"] = time.perf_counter()
+        val_in.first_batches(config.eval_batches)  # what train reads first (then cached)
+        train_in.chunk(0, 0)
+        marks["first_chunks"] = time.perf_counter()
     else:
         frames = [tables[n].to_pandas() for n in NAMES]
         train_in, _ = build_stage_examples(args.stage, *frames, vocab, data, model.config,
@@ -135,11 +150,14 @@ def train_child(args: argparse.Namespace) -> None:
         val_in, _ = build_stage_examples(args.stage, *frames, vocab, data, model.config,
                                          "validation", 0)
         del frames
+        marks["examples"] = time.perf_counter()
     done_at: list[float] = []
     result = train(model, train_in, val_in, config, data, args.run_dir,
                    on_metrics=lambda step, m: done_at.append(time.perf_counter()))
     state_bytes = sum(int(np.prod(v.shape)) * 4 for v in
                       jax.tree.leaves(split_model(result.model)[1].trainable)) * 3
+    marks["first_step"] = done_at[0]
+    names, times = list(marks), [STARTED, *marks.values()]
     gaps = np.diff(done_at)
     steady = gaps[len(gaps) // 2:]
     print(json.dumps({
@@ -150,6 +168,7 @@ def train_child(args: argparse.Namespace) -> None:
         "state_mb": state_bytes / 2**20,
         "buckets": result.summary["buckets"],
         "chunk_records": args.chunk_records if args.path == "streamed" else None,
+        "until_s": {name: times[k + 1] - times[k] for k, name in enumerate(names)},
     }))
 
 
@@ -217,6 +236,8 @@ def main() -> None:
                       f"{figures['steps_per_s']:>8.2f} {100 * figures['padding']:>7.1f}% "
                       f"{os.getloadavg()[0]:>5.1f}",
                       flush=True)
+                print("       first step: " + ", ".join(
+                    f"{name} {s:.1f} s" for name, s in figures["until_s"].items()), flush=True)
 
 
 if __name__ == "__main__":

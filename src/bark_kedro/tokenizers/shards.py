@@ -24,7 +24,7 @@ it is done with a note (its work key, rejects, figures; folded into the manifest
 list at the end). A rerun of the same work, into the same folder or into a new version beside a
 killed one's ``.partial`` folder, keeps the shards whose key matches instead of producing them
 again. :class:`ShardedTable` reads one lazily: the index, one shard, one
-record (by row group, cached), every record in order, or the whole table for small corpora.
+record (its row group decoded and cached), every record in order, or the whole table for small corpora.
 """
 
 from __future__ import annotations
@@ -344,6 +344,18 @@ def _abandoned(partial: Path) -> bool:
     return writer.get("pid") == os.getpid() or not _alive(int(writer.get("pid", -1)))
 
 
+def read_index(path: str | Path) -> pd.DataFrame:
+    """A table's index file as a compact DataFrame: ``utterance_id`` as Arrow-backed
+    strings (no Python string objects), ``speaker`` and ``split`` as categoricals (read as
+    Parquet dictionaries, never expanded), numbers as stored."""
+    table = pq.read_table(path, read_dictionary=["speaker", "split"])
+    arrow_strings = {pa.string(): pd.StringDtype("pyarrow"),
+                     pa.large_string(): pd.StringDtype("pyarrow")}
+    default_is_arrow = isinstance(pd.Series(["x"]).dtype, pd.StringDtype)  # pandas 3
+    return table.to_pandas(types_mapper=None if default_is_arrow else arrow_strings.get,
+                           self_destruct=True)
+
+
 def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame] | ShardWorkSource,
                  folder: str | Path, rows_per_shard: int = 10_000, row_group_rows: int = 64,
                  earlier: Iterable[str | Path] = ()) -> ShardedTable:
@@ -379,7 +391,7 @@ class ShardedTable:
         self.cache_row_groups = cache_row_groups
         self._index: pd.DataFrame | None = None
         self._files: dict[int, pq.ParquetFile] = {}
-        self._groups: OrderedDict[tuple[int, int], list[dict[str, Any]]] = OrderedDict()
+        self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()  # decoded
         self._lock = threading.Lock()  # reader threads share the open files and the cache
 
     def __getstate__(self) -> dict[str, Any]:
@@ -416,9 +428,10 @@ class ShardedTable:
 
     @property
     def index(self) -> pd.DataFrame:
-        """utterance_id, speaker, split, shard, row, length of every row, in table order."""
+        """utterance_id, speaker, split, shard, row, length of every row, in table order
+        (read once; compact: Arrow strings for the ids, categoricals for speaker and split)."""
         if self._index is None:
-            self._index = pd.read_parquet(self.folder / INDEX_FILE)
+            self._index = read_index(self.folder / INDEX_FILE)
         return self._index
 
     def read_shard(self, i: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -442,24 +455,26 @@ class ShardedTable:
         """Row ``row`` of shard ``shard`` as a dict (its row group is read and cached; safe
         to call from several threads)."""
         with self._lock:
-            return self._record(shard, row)
+            group, offset = self._row_group(shard, row)
+        # only the row asked for becomes Python objects (a random read uses one per group)
+        return group.slice(offset, 1).to_pandas().to_dict("records")[0]
 
-    def _record(self, shard: int, row: int) -> dict[str, Any]:
+    def _row_group(self, shard: int, row: int) -> tuple[pa.Table, int]:
+        """The decoded row group holding ``row`` of ``shard`` (cached) and the row's offset."""
         file = self._files.get(shard)
         if file is None:
             file = self._files[shard] = pq.ParquetFile(
                 self.folder / self.manifest["shards"][shard]["file"])
         group_rows = file.metadata.row_group(0).num_rows if file.metadata.num_row_groups else 1
         key = (shard, row // max(group_rows, 1))
-        rows = self._groups.get(key)
-        if rows is None:
-            rows = file.read_row_group(key[1]).to_pandas().to_dict("records")
-            self._groups[key] = rows
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = file.read_row_group(key[1])
             if len(self._groups) > self.cache_row_groups:
                 self._groups.popitem(last=False)
         else:
             self._groups.move_to_end(key)
-        return rows[row - key[1] * group_rows]
+        return group, row - key[1] * group_rows
 
     def to_pandas(self, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The whole table as one DataFrame (small corpora and tests)."""

@@ -24,6 +24,8 @@ from typing import Any
 import grain
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from bark_kedro.models import BarkVocab, ModelConfig
 from bark_kedro.models.layout import STAGES
@@ -71,18 +73,27 @@ def _check_table(name: str, table: Table) -> None:
 
 def _index_of(table: Table) -> pd.DataFrame:
     if isinstance(table, ShardedTable):
-        return table.index[["utterance_id", "speaker", "split", "shard", "row", "length"]]
+        return table.index  # read once per table, compact (see ShardedTable.index)
     return pd.DataFrame({"utterance_id": table["utterance_id"].astype(str).to_numpy(),
-                         "speaker": table["speaker"].astype(str).to_numpy(),
-                         "split": table["split"].astype(str).to_numpy(),
+                         "speaker": pd.Categorical(table["speaker"].astype(str)),
+                         "split": pd.Categorical(table["split"].astype(str)),
                          "shard": np.zeros(len(table), np.int32),
                          "row": np.arange(len(table), dtype=np.int32),
                          "length": row_lengths(table)})
 
 
+def _arrow(values) -> pa.Array:
+    """Strings as one Arrow ``large_string`` array (no Python objects on the way)."""
+    array = pa.array(values)
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    return array if array.type == pa.large_string() else array.cast(pa.large_string())
+
+
 def previous_same_speaker_index(speakers: Sequence) -> np.ndarray:
     """For each record, the index of the previous one by the same speaker, or -1."""
-    codes = pd.factorize(np.asarray(speakers, dtype=object))[0]
+    if not isinstance(speakers, (pd.Categorical, pd.Series, pd.Index, np.ndarray)):
+        speakers = np.asarray(speakers, dtype=object)
+    codes = pd.factorize(speakers)[0]
     order = np.argsort(codes, kind="stable")  # by speaker, in record order within one
     out = np.full(len(codes), -1, np.int64)
     same = codes[order[1:]] == codes[order[:-1]]
@@ -96,7 +107,11 @@ class StageRecords:
     ``previous``, the same speaker's preceding record or ``None``, merge the rows of the
     tables the stage needs). Built from the indexes only; rows are read on access.
     :meth:`placeholder` is a record of the same lengths (from the index) with zero tokens,
-    which lays out into examples of the same shapes without reading any row."""
+    which lays out into examples of the same shapes without reading any row.
+
+    Per record it keeps only compact arrays: ``utterance_ids`` (Arrow strings),
+    ``speakers`` (a categorical), ``previous`` and per table the shard, row and length
+    (32-bit integers); the tables' indexes are not copied."""
 
     def __init__(self, stage: str, tables: Mapping[str, Table | None], split: str = "train"):
         if stage not in STAGES:
@@ -111,30 +126,31 @@ class StageRecords:
             _check_table(name, table)
         self.stage, self.split = stage, split
         self.tables = {n: given[n] for n in NEEDED[stage]}
-        first = _index_of(given[NEEDED[stage][0]])
-        first_ids = first["utterance_id"].to_numpy()
+        indexes = {n: _index_of(t) for n, t in given.items()}
+        first = indexes[NEEDED[stage][0]]
+        first_ids = _arrow(first["utterance_id"])
         in_split = np.flatnonzero((first["split"] == split).to_numpy())
-        ids = first_ids[in_split]
+        ids = first_ids.take(pa.array(in_split))
         keep = np.ones(len(ids), bool)
         rows = {}  # per table: the index row of each record (-1: absent)
-        for name, table in given.items():
-            index = _index_of(table)
-            other = index["utterance_id"].to_numpy()
-            if len(other) == len(first_ids) and np.array_equal(other, first_ids):
+        for name, index in indexes.items():
+            other = first_ids if index is first else _arrow(index["utterance_id"])
+            if other is first_ids or other.equals(first_ids):
                 rows[name] = in_split  # the same utterances in the same order (the rule)
             else:
-                rows[name] = pd.Index(other).get_indexer(ids)
+                found = pc.index_in(ids, value_set=other).fill_null(-1)
+                rows[name] = found.to_numpy(zero_copy_only=False).astype(np.int64)
             keep &= rows[name] >= 0
         self.n_missing = int((~keep).sum())
-        self.utterance_ids = ids[keep]
-        self.speakers = first["speaker"].to_numpy()[in_split[keep]]
-        self.previous = previous_same_speaker_index(self.speakers)
+        self.utterance_ids = pd.array(ids.filter(pa.array(keep)), dtype=pd.StringDtype("pyarrow"))
+        self.speakers = pd.Categorical(first["speaker"]).take(in_split[keep])
+        self.previous = previous_same_speaker_index(self.speakers).astype(np.int32)
         self.locations, self.lengths = {}, {}
-        for name, table in self.tables.items():
-            index, at = _index_of(table), rows[name][keep]
-            self.locations[name] = (index["shard"].to_numpy(np.int64)[at],
-                                    index["row"].to_numpy(np.int64)[at])
-            self.lengths[name] = index["length"].to_numpy(np.int64)[at]
+        for name in self.tables:
+            index, at = indexes[name], rows[name][keep]
+            self.locations[name] = (index["shard"].to_numpy(np.int32)[at],
+                                    index["row"].to_numpy(np.int32)[at])
+            self.lengths[name] = index["length"].to_numpy(np.int32)[at]
         self._frames: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 

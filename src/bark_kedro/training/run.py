@@ -96,14 +96,17 @@ def stage_streams(
     data: StageDataConfig,
     config: TrainConfig,
     chunk_records: int | None = None,
+    records_of: Mapping[str, StageRecords] | None = None,
 ) -> tuple[dict[str, StreamedBatches], dict[str, dict[str, int]]]:
     """The streamed train and validation batches of ``stage`` and their counts (of the
     records, and of the examples of the records the buckets were chosen from);
-    ``chunk_records`` defaults to ``data.chunk_records``."""
+    ``chunk_records`` defaults to ``data.chunk_records``; ``records_of`` (per split) the
+    records when already joined from ``tables``."""
     width = batch_width(make_mesh(config.mesh))
     streams, counts = {}, {}
     for split in SPLITS:
-        records = StageRecords(stage, tables, split)
+        records = (records_of or {}).get(split)
+        records = StageRecords(stage, tables, split) if records is None else records
         counts[split] = {"utterances": len(records) + records.n_missing,
                          "records": len(records), "missing_tokens": records.n_missing}
         if not len(records):

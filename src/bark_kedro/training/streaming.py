@@ -83,6 +83,7 @@ class StreamedBatches:
     ``tokens_per_batch``, ``batch_multiple``, ``max_length`` and ``fill_with_repeats`` mean
     what they mean for :func:`~bark_kedro.training.examples.make_batcher`; ``shuffle``
     off keeps index order (validation); ``chunk_records`` defaults to the data config's;
+    ``bucket_sample_records``: the first records whose shapes choose the bucket lengths;
     ``read_threads`` Grain threads read and lay out records; ``process_index`` of
     ``process_count`` (default: JAX's) selects this process's rows, a contiguous share of
     every batch. With ``track_reads`` (default: when ``BARK_KEDRO_READ_LOG`` is set)
@@ -102,7 +103,7 @@ class StreamedBatches:
         fill_with_repeats: bool = False,
         shuffle: bool = True,
         chunk_records: int | None = None,
-        bucket_sample_records: int = 4096,
+        bucket_sample_records: int = 1024,
         read_threads: int = 4,
         process_index: int | None = None,
         process_count: int | None = None,
