@@ -10,6 +10,7 @@ from bark_kedro.tokenizers import corpus, ray_engine
 from bark_kedro.tokenizers.config import CodecConfig, TextConfig
 from bark_kedro.tokenizers.ray_engine import RayEngineConfig
 from tests.helpers.signals import write_corpus
+from tests.helpers.tables import assert_same_table
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +37,6 @@ def _through_actor_output(stage, utterances, tokenizer, options, batch_rows=2):
             pd.concat([r for r in rejects if len(r)], ignore_index=True))
 
 
-def _assert_same(table, expected):
-    assert list(table.columns) == list(expected.columns)
-    assert table.dtypes.to_dict() == expected.dtypes.to_dict()
-    assert len(table) == len(expected)
-    for name in expected.columns:
-        for got, want in zip(table[name], expected[name], strict=True):
-            if isinstance(want, np.ndarray):
-                assert got.dtype == want.dtype
-                np.testing.assert_array_equal(got, want)
-            else:
-                assert got == want
-
-
 def test_batches_through_the_actor_output_give_the_local_tables(utterances):
     text = corpus.fit_text_tokenizer(utterances, TextConfig())
     codec = corpus.build_codec(utterances, CodecConfig(weights="random", kmeans_iters=2,
@@ -58,8 +46,8 @@ def test_batches_through_the_actor_output_give_the_local_tables(utterances):
         expected, expected_rejects, _ = getattr(corpus, f"tokenize_{stage}")(
             utterances, tokenizer, **options, progress=False)
         table, rejects = _through_actor_output(stage, utterances, tokenizer, options)
-        _assert_same(table, expected)
-        _assert_same(rejects, expected_rejects)
+        assert_same_table(table, expected)
+        assert_same_table(rejects, expected_rejects)
         assert len(rejects) == 1
 
 

@@ -27,6 +27,7 @@ from bark_kedro.tokenizers.stream import (
 )
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
 from tests.helpers.signals import write_corpus
+from tests.helpers.tables import assert_same_table
 
 V1, V2, V3 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z", "2026-01-03T00.00.00.000Z"
 
@@ -38,19 +39,6 @@ def utterances(tmp_path_factory) -> pd.DataFrame:
     with open(table.loc[1, "audio_24k_path"], "wb") as f:
         f.write(b"RIFF not really a wav")  # a codec reject
     return table
-
-
-def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
-    assert list(got.columns) == list(want.columns)
-    assert got.dtypes.to_dict() == want.dtypes.to_dict()
-    assert len(got) == len(want)
-    for name in want.columns:
-        for a, b in zip(got[name], want[name], strict=True):
-            if isinstance(b, np.ndarray):
-                assert a.dtype == b.dtype
-                np.testing.assert_array_equal(a, b)
-            else:
-                assert a == b, name
 
 
 def _save(path: Path, version: str, data, rows_per_shard: int) -> ShardedTable:
@@ -76,10 +64,10 @@ def test_streamed_tables_rejects_and_figures_equal_the_whole_corpus_functions(
         assert table.n_shards == (1 if rows_per_shard > len(utterances) else
                                   n_shards or int(np.ceil(len(utterances) / rows_per_shard)))
         assert len(table.work_notes) == int(np.ceil(len(utterances) / rows_per_shard))
-        _same(table.to_pandas(), want)
-        _same(pd.read_parquet(table.folder), want)
+        assert_same_table(table.to_pandas(), want)
+        assert_same_table(pd.read_parquet(table.folder), want)
         rejects, stats = stage_results(table)
-        _same(rejects, want_rejects)
+        assert_same_table(rejects, want_rejects)
         assert len(rejects) == 1
         assert list(stats) == list(want_stats)
         for name in ("audio_seconds", "n_tokenized", "n_rejected", "n_tokens",
@@ -87,8 +75,8 @@ def test_streamed_tables_rejects_and_figures_equal_the_whole_corpus_functions(
             if name in want_stats:
                 assert stats[name] == pytest.approx(want_stats[name]), name
         in_memory, memory_rejects, _ = stream.to_pandas(rows_per_shard)
-        _same(in_memory, want)
-        _same(memory_rejects, want_rejects)
+        assert_same_table(in_memory, want)
+        assert_same_table(memory_rejects, want_rejects)
         assert not list(tmp_path.glob(f"{stage}/*/.*"))  # no partial folder left
 
 
@@ -183,9 +171,9 @@ def test_killed_tokenization_leaves_no_shard_and_a_rerun_skips_the_complete_ones
     rerun = _save(path, V2, _stream(utterances, text, calls=counter), 1)
     assert counter.value == len(utterances) - 2  # the two complete shards were not redone
     fresh = _save(tmp_path / "fresh", V3, _stream(utterances, text, calls=ctx.Value("i", 0)), 1)
-    _same(rerun.to_pandas(), fresh.to_pandas())
+    assert_same_table(rerun.to_pandas(), fresh.to_pandas())
     assert rerun.index.equals(fresh.index)
-    _same(stage_results(rerun)[0], stage_results(fresh)[0])
+    assert_same_table(stage_results(rerun)[0], stage_results(fresh)[0])
     assert not partial.exists() and not (path / V1).exists()  # the killed run's work moved on
     assert sorted(p.name for p in path.iterdir()) == [V2]
 
@@ -212,13 +200,13 @@ def test_a_partial_folder_whose_writer_still_runs_is_left_alone(tmp_path, uttera
         again = _save(path, V3, _stream(utterances, text, calls=calls), 2)
         assert calls.value == 3  # every group tokenized here: nothing taken from a live writer
         assert busy.is_dir() and len(list(busy.glob("shard-*"))) == first.n_shards
-        _same(again.to_pandas(), first.to_pandas())
+        assert_same_table(again.to_pandas(), first.to_pandas())
     finally:
         sleeper.kill()
         sleeper.wait()
     calls = multiprocessing.Value("i", 0)  # its writer gone, the next run takes its shards
     last = _save(path, "2026-01-04T00.00.00.000Z", _stream(utterances, text, calls=calls), 2)
     assert calls.value == 0 and not (path / V2).exists()
-    _same(last.to_pandas(), first.to_pandas())
+    assert_same_table(last.to_pandas(), first.to_pandas())
     with pytest.raises(TypeError, match="ShardedTableDataset"):
         stage_results(first.to_pandas())
