@@ -49,3 +49,13 @@ def write_corpus(folder: Path, durations=CORPUS_DURATIONS, texts=CORPUS_TEXTS,
                      "duration_s": seconds, "audio_24k_path": paths[24_000],
                      "audio_16k_path": paths[16_000], "split": split, "source_path": "-"})
     return pd.DataFrame(rows)
+
+
+def write_corpus_with_rejects(folder: Path) -> pd.DataFrame:
+    """:func:`write_corpus` with one text reject (row 3, empty text) and one codec reject
+    (row 1, an unreadable WAV)."""
+    table = write_corpus(folder)
+    table.loc[3, "text"] = ""
+    with open(table.loc[1, "audio_24k_path"], "wb") as f:
+        f.write(b"RIFF not really a wav")
+    return table

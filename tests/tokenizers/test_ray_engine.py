@@ -9,17 +9,13 @@ import pytest
 from bark_kedro.tokenizers import corpus, ray_engine
 from bark_kedro.tokenizers.config import CodecConfig, TextConfig
 from bark_kedro.tokenizers.ray_engine import RayEngineConfig
-from tests.helpers.signals import write_corpus
+from tests.helpers.signals import write_corpus_with_rejects
 from tests.helpers.tables import assert_same_table
 
 
 @pytest.fixture(scope="module")
 def utterances(tmp_path_factory) -> pd.DataFrame:
-    table = write_corpus(tmp_path_factory.mktemp("corpus"))
-    table.loc[3, "text"] = ""  # a text reject
-    with open(table.loc[1, "audio_24k_path"], "wb") as f:
-        f.write(b"RIFF not really a wav")  # a codec reject
-    return table
+    return write_corpus_with_rejects(tmp_path_factory.mktemp("corpus"))
 
 
 def _through_actor_output(stage, utterances, tokenizer, options, batch_rows=2):

@@ -26,7 +26,7 @@ from bark_kedro.tokenizers.stream import (
     tokenizer_digest,
 )
 from bark_kedro.tokenizers.text import text_tokenizer_from_dict
-from tests.helpers.signals import write_corpus
+from tests.helpers.signals import write_corpus_with_rejects
 from tests.helpers.tables import assert_same_table
 
 V1, V2, V3 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z", "2026-01-03T00.00.00.000Z"
@@ -34,11 +34,7 @@ V1, V2, V3 = "2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z", "2026-01-03
 
 @pytest.fixture(scope="module")
 def utterances(tmp_path_factory) -> pd.DataFrame:
-    table = write_corpus(tmp_path_factory.mktemp("corpus"))
-    table.loc[3, "text"] = ""  # a text reject
-    with open(table.loc[1, "audio_24k_path"], "wb") as f:
-        f.write(b"RIFF not really a wav")  # a codec reject
-    return table
+    return write_corpus_with_rejects(tmp_path_factory.mktemp("corpus"))
 
 
 def _save(path: Path, version: str, data, rows_per_shard: int) -> ShardedTable:
