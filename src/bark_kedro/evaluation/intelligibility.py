@@ -56,7 +56,9 @@ def to_16k(audio: np.ndarray, sample_rate: int, name: str = "audio") -> np.ndarr
 
 
 class PocketSphinxRecognizer:
-    """pocketsphinx's bundled US English model (``en-us``), one decoder reused."""
+    """pocketsphinx's bundled US English model (``en-us``), one decoder reused; its feature
+    state (cepstral mean) is reset before every clip, so a transcript does not depend on the
+    clips heard before it."""
 
     name = "pocketsphinx (bundled en-us model)"
 
@@ -67,6 +69,7 @@ class PocketSphinxRecognizer:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
         pcm = (to_16k(audio, sample_rate) * 32767).astype(np.int16).tobytes()
+        self._decoder.reinit_feat()
         self._decoder.start_utt()
         self._decoder.process_raw(pcm, full_utt=True)
         self._decoder.end_utt()
