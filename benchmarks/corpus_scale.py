@@ -244,7 +244,7 @@ def main() -> None:
                       flush=True)
                 print("       first step: " + ", ".join(
                     f"{name} {s:.1f} s" for name, s in figures["until_s"].items()), flush=True)
-            if args.repeats > 1:
+            if args.repeats > 1 and len(paths) > 1:
                 print(summary(hours, stage, runs), flush=True)
 
 
