@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import grain
 import numpy as np
+from absl import flags
 from machine import cpu_model
 
 from bark_kedro.models import BARK_VOCAB
@@ -61,6 +63,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    flags.FLAGS(sys.argv[:1], known_only=True)  # Grain's worker processes read its flags
     folder = Path(args.corpus)
     tables = {name: ShardedTable(folder / name) for name in NEEDED[args.stage]}
     records = StageRecords(args.stage, tables, "train")
