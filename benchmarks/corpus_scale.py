@@ -20,10 +20,13 @@ input path) is then trained for ``--steps`` steps in its own process, which repo
 
 ``memory`` (every example built before the first step) runs only up to
 ``--memory-max-hours``. Streamed input reads ``--chunk-records`` records at a time (default:
-each stage's ``chunk_records`` of ``conf/base/parameters_train.yml``).
+each stage's ``chunk_records`` of ``conf/base/parameters_train.yml``). With ``--repeats N``
+each (corpus, stage) that runs both input paths runs them N times, interleaved (streamed, memory, streamed,
+...), and a summary line gives the medians and the streamed/memory ratio of steps/s.
 
     python benchmarks/corpus_scale.py --hours 10 100 [--stages coarse fine] [--steps 40]
         [--preset tiny] [--block-size 1024] [--workdir /tmp/corpus_scale] [--memory-max-hours 10]
+        [--repeats 1]
 """
 
 from __future__ import annotations
@@ -184,6 +187,8 @@ def main() -> None:
     parser.add_argument("--rows-per-shard", type=int, default=10_000)
     parser.add_argument("--chunk-records", type=int, default=None)
     parser.add_argument("--memory-max-hours", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each input path, interleaved (medians reported)")
     parser.add_argument("--workdir", default="/tmp/corpus_scale")
     parser.add_argument("--write-only", action="store_true", help="write the corpora, train none")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -212,9 +217,9 @@ def main() -> None:
         if args.write_only:
             continue
         for stage in args.stages:
-            for path in args.paths:
-                if path == "memory" and hours > args.memory_max_hours:
-                    continue
+            runs: dict[str, list[dict]] = {}
+            paths = [p for p in args.paths if p != "memory" or hours <= args.memory_max_hours]
+            for path in paths * (args.repeats if len(paths) > 1 else 1):
                 run_dir = work / f"run_{hours:g}_{stage}_{path}"
                 shutil.rmtree(run_dir, ignore_errors=True)
                 command = [sys.executable, __file__, "--child", "--corpus", str(corpus),
@@ -230,6 +235,7 @@ def main() -> None:
                     continue
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
                 rows.append((hours, stage, path, figures))
+                runs.setdefault(path, []).append(figures)
                 print(header if len(rows) == 1 else "", end="\n" if len(rows) == 1 else "")
                 print(f"{hours:>6g} {stage:>7} {path:>9} {figures['peak_rss_mb']:>11.0f} "
                       f"{figures['state_mb']:>8.0f} {figures['first_step_s']:>10.1f} "
@@ -238,6 +244,22 @@ def main() -> None:
                       flush=True)
                 print("       first step: " + ", ".join(
                     f"{name} {s:.1f} s" for name, s in figures["until_s"].items()), flush=True)
+            if args.repeats > 1 and len(paths) > 1:
+                print(summary(hours, stage, runs), flush=True)
+
+
+def summary(hours: float, stage: str, runs: dict[str, list[dict]]) -> str:
+    """Medians over the repeats of each input path, and the steps/s ratio."""
+    medians = {path: {key: statistics.median(r[key] for r in rs)
+                      for key in ("peak_rss_mb", "first_step_s", "steps_per_s")}
+               for path, rs in runs.items()}
+    text = f"{hours:>6g} {stage:>7} medians of {max(map(len, runs.values()))}: " + "; ".join(
+        f"{path} {m['peak_rss_mb']:.0f} MB, first step {m['first_step_s']:.1f} s, "
+        f"{m['steps_per_s']:.3f} steps/s" for path, m in medians.items())
+    if {"streamed", "memory"} <= medians.keys():
+        ratio = medians["streamed"]["steps_per_s"] / medians["memory"]["steps_per_s"]
+        text += f"; steps/s streamed/memory {ratio:.3f}"
+    return text
 
 
 if __name__ == "__main__":

@@ -56,6 +56,14 @@ def test_shards_round_trip_with_index(tmp_path, tables):
         record = table.record(int(shard), int(row))
         assert record["utterance_id"] == codec["utterance_id"][i]
         assert np.array_equal(record["codes"], codec["codes"][i])
+        expected = table.read_shard(int(shard)).to_dict("records")[int(row)]
+        assert record.keys() == expected.keys()
+        for name, value in expected.items():  # as pandas gives the row: types, dtypes
+            if isinstance(value, np.ndarray):
+                assert record[name].dtype == value.dtype and record[name].flags.writeable
+                assert np.array_equal(record[name], value), name
+            else:
+                assert type(record[name]) is type(value) and record[name] == value, name
     assert [r["utterance_id"] for r in table.iter_records(["utterance_id"])] == index[
         "utterance_id"].tolist()
 

@@ -149,6 +149,19 @@ def test_resuming_from_a_position_continues_the_same_batches(shards):
     fresh.close()
 
 
+def test_the_next_chunk_is_built_only_once_a_second_batch_is_asked_for(shards):
+    _, _, streams = _streams("coarse", shards, shuffle=True, chunk_records=8)
+    assert len(streams.chunk(0, 0).plan) >= 2
+    streams.first_batches(2)  # validation's first batches: nothing more is built
+    assert streams._next is None
+    batches = streams.iterate()
+    next(batches)
+    assert streams._next is None  # the first step's batch: nothing competes with it
+    next(batches)
+    assert streams._next is not None and streams._next[0] == (0, 1)
+    streams.close()
+
+
 @pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
 def test_examples_laid_out_from_index_lengths_have_the_real_shapes(stage, shards):
     model = _model(stage)

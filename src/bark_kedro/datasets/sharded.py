@@ -26,14 +26,19 @@ import pandas as pd
 from kedro.io import AbstractVersionedDataset, DatasetError, Version
 
 from bark_kedro.datasets.local_versions import load_path_exists
-from bark_kedro.tokenizers.shards import ShardedTable, ShardWorkSource, write_shards
+from bark_kedro.tokenizers.shards import (
+    ROW_GROUP_ROWS,
+    ShardedTable,
+    ShardWorkSource,
+    write_shards,
+)
 
 
 class ShardedTableDataset(AbstractVersionedDataset[Any, ShardedTable]):
     """Token table shards (local files); ``rows_per_shard`` bounds the utterances per shard,
     ``row_group_rows`` the rows read together on random access."""
 
-    def __init__(self, filepath: str, rows_per_shard: int = 10_000, row_group_rows: int = 64,
+    def __init__(self, filepath: str, rows_per_shard: int = 10_000, row_group_rows: int = ROW_GROUP_ROWS,
                  version: Version | None = None, metadata: dict[str, Any] | None = None):
         super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
         self._rows_per_shard, self._row_group_rows = int(rows_per_shard), int(row_group_rows)

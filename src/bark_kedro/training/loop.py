@@ -406,10 +406,14 @@ def train(
             if pending is not None:
                 report(pending)
             pending = (step, metrics, n_positions, clock)
+            if step == (resumed_from or 0) + 1:  # the first step reports when it is done,
+                report(pending)  # before the next one's batch is read and its bucket compiled
+                pending = None
             due_eval = step % config.eval_every == 0 or step == config.steps
             due_save = step % config.checkpoint_every == 0 or step == config.steps
             if due_eval or due_save:
-                report(pending)
+                if pending is not None:
+                    report(pending)
                 pending = None
                 if due_eval:
                     run_eval()

@@ -223,8 +223,7 @@ class StreamedBatches:
         return (epoch, chunk + 1) if chunk + 1 < self.n_chunks else (epoch + 1, 0)
 
     def chunk(self, epoch: int, chunk: int) -> Chunk:
-        """Chunk ``chunk`` of ``epoch`` (built now, or taken from the background build);
-        the one after it starts building in the background."""
+        """Chunk ``chunk`` of ``epoch`` (built now, or taken from the background build)."""
         key = (epoch, chunk)
         if key not in self._chunks:
             if self._next is not None and self._next[0] == key:
@@ -234,10 +233,14 @@ class StreamedBatches:
             self._padding[key] = self._chunks[key].padding_fraction
             for old in [k for k in self._chunks if k != key]:
                 del self._chunks[old]  # only the current chunk stays in memory
-            following = self._following(epoch, chunk)
-            if not self._closed:
-                self._next = (following, self._pool.submit(self._make_chunk, *following))
         return self._chunks[key]
+
+    def prefetch(self, epoch: int, chunk: int) -> None:
+        """Start building chunk ``chunk`` of ``epoch`` in the background (one at a time)."""
+        key = (epoch, chunk)
+        if self._closed or key in self._chunks or (self._next and self._next[0] == key):
+            return
+        self._next = (key, self._pool.submit(self._make_chunk, epoch, chunk))
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """Padding of the first chunk of ``epoch`` (the whole epoch when it is one chunk)."""
@@ -258,9 +261,12 @@ class StreamedBatches:
         batch["n_positions"] = np.asarray(current.lengths[idx[idx >= 0]].sum(), np.int64)
         return batch
 
-    def iterate(self, start: DataPosition | None = None) -> Iterator[tuple[DataPosition, Batch]]:
+    def iterate(self, start: DataPosition | None = None,
+                prefetch: bool = True) -> Iterator[tuple[DataPosition, Batch]]:
         """This process's rows of the batches from ``start`` on, forever; each with the
-        position *after* it."""
+        position *after* it. With ``prefetch``, the next chunk starts building in the
+        background when the second batch of a chunk is asked for (so it does not compete
+        with what comes before the first step: the first evaluation and the compilation)."""
         start = start or DataPosition()
         epoch, chunk, index = start.epoch, start.chunk, start.index
         empty_run = 0
@@ -275,6 +281,8 @@ class StreamedBatches:
                                  f"{self.records.split}")
             following = self._following(epoch, chunk)
             for i in range(index, len(current.plan)):
+                if prefetch and i == index + 1:
+                    self.prefetch(*following)
                 bucket, idx = current.plan[i]
                 after = (DataPosition(epoch, i + 1, chunk) if i + 1 < len(current.plan)
                          else DataPosition(following[0], 0, following[1]))
@@ -285,11 +293,13 @@ class StreamedBatches:
         """This process's rows of the first ``n`` batches of epoch 0 (every batch of it
         when ``n`` is 0)."""
         if n:
-            return [b for _, b in itertools.islice(self.iterate(), n)]
+            return [b for _, b in itertools.islice(self.iterate(prefetch=False), n)]
         batches = []
         self.first_epoch_examples = 0
         for chunk in range(self.n_chunks):
             current = self.chunk(0, chunk)
+            if chunk + 1 < self.n_chunks:
+                self.prefetch(0, chunk + 1)
             self.first_epoch_examples += len(current.lengths)
             batches += [self._batch(current, bucket, idx) for bucket, idx in current.plan]
         return batches
