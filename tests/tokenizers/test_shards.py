@@ -170,9 +170,22 @@ def test_records_read_from_many_threads_at_once_are_the_right_rows(tmp_path, tab
 
     codec = tables[2]
     table = write_shards(codec, tmp_path / "codec", rows_per_shard=6, row_group_rows=2)
-    table.cache_row_groups = 2  # evictions while other threads read
+    table.cache_row_groups, table.max_open_shards = 2, 1  # evictions while others read
     where = table.index[["shard", "row"]].to_numpy()
     order = np.random.default_rng(0).integers(0, len(codec), 400)
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda i: table.record(*map(int, where[i]))["utterance_id"], order))
     assert got == codec["utterance_id"].to_numpy()[order].tolist()
+
+
+def test_record_reads_keep_a_bounded_number_of_shard_files_open(tmp_path, tables):
+    codec = tables[2]
+    table = write_shards(codec, tmp_path / "codec", rows_per_shard=3, row_group_rows=1)
+    table = ShardedTable(table.folder, cache_row_groups=1, max_open_shards=2)
+    assert table.n_shards > 2
+    where = table.index[["shard", "row"]].to_numpy()
+    got = [table.record(*map(int, where[i]))["utterance_id"] for i in range(len(codec))]
+    assert got == codec["utterance_id"].tolist()
+    assert list(table._files) == [table.n_shards - 2, table.n_shards - 1]  # the last two used
+    with pytest.raises(ValueError, match="max_open_shards"):
+        ShardedTable(table.folder, max_open_shards=0)

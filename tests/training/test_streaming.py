@@ -162,6 +162,36 @@ def test_the_next_chunk_is_built_only_once_a_second_batch_is_asked_for(shards):
     streams.close()
 
 
+def test_a_whole_split_of_several_chunks_is_evaluated_a_chunk_at_a_time(shards):
+    from bark_kedro.training.loop import StreamedSplit, eval_batches, evaluate_examples
+    from bark_kedro.training.mesh import make_mesh
+
+    model, data, streams = _streams("coarse", shards, shuffle=False, chunk_records=8)
+    _, _, whole = _streams("coarse", shards, shuffle=False, chunk_records=10_000)
+    assert streams.n_chunks > 1 and whole.n_chunks == 1
+    lazy = eval_batches(streams, data, 1024, make_mesh(None))
+    assert isinstance(lazy.batches, StreamedSplit)
+    assert isinstance(eval_batches(whole, data, 1024, make_mesh(None)).batches, list)
+    first = evaluate_examples(model, streams, "coarse", 1024, data_config=data)
+    assert len(streams._chunks) == 1  # one chunk held at a time
+    counted = streams.first_epoch_examples
+    again = evaluate_examples(model, streams, "coarse", 1024, data_config=data)
+    assert first == again and first["n_tokens"] > 0
+    assert counted == whole.first_epoch_examples > 0  # the same examples, counted
+    held = streams.first_batches(0)  # the batches the held path keeps
+    for batch in held:
+        batch.pop("n_positions")
+        batch.pop("lengths")
+    streamed = list(StreamedSplit(streams))
+    assert len(streamed) == len(held) > streams.n_chunks
+    for a, b in zip(streamed, held, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    streams.close()
+    whole.close()
+
+
 @pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
 def test_examples_laid_out_from_index_lengths_have_the_real_shapes(stage, shards):
     model = _model(stage)

@@ -379,9 +379,15 @@ def write_shards(data: pd.DataFrame | Iterable[pd.DataFrame] | ShardWorkSource,
 
 class ShardedTable:
     """A sharded token table read lazily (see the module doc); thread-safe, and picklable
-    (caches are not carried), so Grain worker processes can each open their own."""
+    (caches are not carried), so Grain worker processes can each open their own.
 
-    def __init__(self, folder: str | Path, cache_row_groups: int = 64):
+    Record reads keep at most ``cache_row_groups`` decoded row groups and ``max_open_shards``
+    open shard files (each holds its parsed Parquet footer, which grows with its row groups),
+    least recently used first out, so reading memory does not grow with the number of shards
+    (streamed training reads a chunk's records in shard order: a shard is opened about once a
+    chunk)."""
+
+    def __init__(self, folder: str | Path, cache_row_groups: int = 64, max_open_shards: int = 4):
         self.folder = Path(folder)
         manifest = self.folder / MANIFEST_FILE
         if not manifest.exists():
@@ -391,17 +397,22 @@ class ShardedTable:
         if self.manifest.get("format") != FORMAT:
             raise ValueError(f"{manifest}: format {self.manifest.get('format')!r}, expected "
                              f"{FORMAT!r}")
-        self.cache_row_groups = cache_row_groups
+        if cache_row_groups < 1 or max_open_shards < 1:
+            raise ValueError(f"cache_row_groups ({cache_row_groups}) and max_open_shards "
+                             f"({max_open_shards}) must be >= 1")
+        self.cache_row_groups, self.max_open_shards = cache_row_groups, max_open_shards
         self._index: pd.DataFrame | None = None
-        self._files: dict[int, pq.ParquetFile] = {}
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()  # open, footers parsed
         self._groups: OrderedDict[tuple[int, int], pa.Table] = OrderedDict()  # decoded
         self._lock = threading.Lock()  # reader threads share the open files and the cache
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"folder": self.folder, "cache_row_groups": self.cache_row_groups}
+        return {"folder": self.folder, "cache_row_groups": self.cache_row_groups,
+                "max_open_shards": self.max_open_shards}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["folder"], state["cache_row_groups"])
+        self.__init__(state["folder"], state["cache_row_groups"],
+                      state.get("max_open_shards", 4))
 
     def __repr__(self) -> str:
         return f"ShardedTable({str(self.folder)!r}, rows={len(self)}, shards={self.n_shards})"
@@ -467,6 +478,10 @@ class ShardedTable:
         if file is None:
             file = self._files[shard] = pq.ParquetFile(
                 self.folder / self.manifest["shards"][shard]["file"])
+            if len(self._files) > self.max_open_shards:
+                self._files.popitem(last=False)[1].close()
+        else:
+            self._files.move_to_end(shard)
         group_rows = file.metadata.row_group(0).num_rows if file.metadata.num_row_groups else 1
         key = (shard, row // max(group_rows, 1))
         group = self._groups.get(key)

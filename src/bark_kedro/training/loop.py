@@ -13,7 +13,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -142,11 +142,25 @@ def host_copy(tree):
 @dataclass(frozen=True)
 class EvalBatches:
     """Fixed validation batches (host arrays), reused at every evaluation: whole batches,
-    or with ``local`` this process's rows of them (streamed input)."""
+    or with ``local`` this process's rows of them (streamed input; a whole split of more
+    than one chunk is read again, a chunk at a time, at every evaluation)."""
 
-    batches: list[dict[str, np.ndarray]]
+    batches: Iterable[dict[str, np.ndarray]]
     padding_fraction: float
     local: bool = False
+
+
+@dataclass(frozen=True)
+class StreamedSplit:
+    """Every batch of a streamed split, re-read at each iteration (memory: one chunk)."""
+
+    examples: StreamedBatches
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for batch in self.examples.epoch_batches(0):
+            batch.pop("n_positions")
+            batch.pop("lengths")
+            yield batch
 
 
 def eval_batches(
@@ -159,8 +173,12 @@ def eval_batches(
 ) -> EvalBatches:
     """The batches of ``examples``: ``max_batches`` > 0 keeps that many of a seeded shuffle
     (the same ones every time); 0 keeps every example. Streamed examples give their first
-    batches (their own batch sizes and buckets; this process's rows)."""
+    batches (their own batch sizes and buckets; this process's rows); a whole streamed split
+    of several chunks is not held but read again at every evaluation (its padding: the first
+    chunk's)."""
     if isinstance(examples, StreamedBatches):
+        if not max_batches and examples.n_chunks > 1:
+            return EvalBatches(StreamedSplit(examples), examples.padding_fraction(0), local=True)
         batches = examples.first_batches(max_batches)
         real = sum(int(b.pop("n_positions")) for b in batches)
         total = sum(b["targets"].size for b in batches) * examples.process_count
