@@ -411,8 +411,7 @@ class ShardedTable:
                 "max_open_shards": self.max_open_shards}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["folder"], state["cache_row_groups"],
-                      state.get("max_open_shards", 4))
+        self.__init__(state["folder"], state["cache_row_groups"], state["max_open_shards"])
 
     def __repr__(self) -> str:
         return f"ShardedTable({str(self.folder)!r}, rows={len(self)}, shards={self.n_shards})"

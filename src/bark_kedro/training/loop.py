@@ -157,10 +157,16 @@ class StreamedSplit:
     examples: StreamedBatches
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        for batch in self.examples.epoch_batches(0):
-            batch.pop("n_positions")
-            batch.pop("lengths")
+        for batch in self.examples.epoch_batches():
+            _model_inputs(batch)
             yield batch
+
+
+def _model_inputs(batch: dict[str, np.ndarray]) -> int:
+    """Drop a streamed batch's bookkeeping (not an input of the eval step) in place; return
+    its real positions (of the whole global batch)."""
+    batch.pop("lengths")
+    return int(batch.pop("n_positions"))
 
 
 def eval_batches(
@@ -180,10 +186,8 @@ def eval_batches(
         if not max_batches and examples.n_chunks > 1:
             return EvalBatches(StreamedSplit(examples), examples.padding_fraction(0), local=True)
         batches = examples.first_batches(max_batches)
-        real = sum(int(b.pop("n_positions")) for b in batches)
+        real = sum(_model_inputs(b) for b in batches)
         total = sum(b["targets"].size for b in batches) * examples.process_count
-        for batch in batches:
-            batch.pop("lengths")
         return EvalBatches(batches, 1.0 - real / total if total else 0.0, local=True)
     if not examples:
         raise ValueError("no validation examples to evaluate on")

@@ -145,7 +145,7 @@ class StreamedBatches:
         self._chunks: dict[tuple[int, int], Chunk] = {}
         self._padding: dict[tuple[int, int], float] = {}  # of every chunk planned
         self._closed = False
-        self.first_epoch_examples = 0  # counted by epoch_batches(0)
+        self.first_epoch_examples = 0  # counted by epoch_batches()
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="next-chunk")
         self._next: tuple[tuple[int, int], concurrent.futures.Future] | None = None
 
@@ -296,17 +296,15 @@ class StreamedBatches:
             return [b for _, b in itertools.islice(self.iterate(prefetch=False), n)]
         return list(self.epoch_batches())
 
-    def epoch_batches(self, epoch: int = 0) -> Iterator[Batch]:
-        """This process's rows of every batch of ``epoch``, read a chunk at a time (the
-        next chunk built in the background); counts :attr:`first_epoch_examples`."""
-        if epoch == 0:
-            self.first_epoch_examples = 0
+    def epoch_batches(self) -> Iterator[Batch]:
+        """This process's rows of every batch of epoch 0, read a chunk at a time (the next
+        chunk built in the background); counts :attr:`first_epoch_examples`."""
+        self.first_epoch_examples = 0
         for chunk in range(self.n_chunks):
-            current = self.chunk(epoch, chunk)
+            current = self.chunk(0, chunk)
             if chunk + 1 < self.n_chunks:
-                self.prefetch(epoch, chunk + 1)
-            if epoch == 0:
-                self.first_epoch_examples += len(current.lengths)
+                self.prefetch(0, chunk + 1)
+            self.first_epoch_examples += len(current.lengths)
             for bucket, idx in current.plan:
                 yield self._batch(current, bucket, idx)
 
